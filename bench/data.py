@@ -1,0 +1,306 @@
+"""The data spine: canonical tables -> filter -> id remap -> split -> tensors.
+
+Every dataset plugin returns a `RawData` of canonical tables; everything after that is shared.
+Time order is total: interactions are sorted by (timestamp, original row order) with a stable
+sort, so "the last item" of a user is always defined.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.errors import BenchError
+
+TIE_RULE = "stable(timestamp,row)"
+
+
+@dataclass
+class RawData:
+    """Canonical tables. interactions: user, item, timestamp (epoch s) [, rating, behavior].
+    users: user + categorical columns. items: item + categorical or list-valued columns."""
+
+    interactions: pd.DataFrame
+    users: pd.DataFrame | None = None
+    items: pd.DataFrame | None = None
+
+
+@dataclass
+class Split:
+    """Remapped, time-ordered interactions with a `fold` column in {train, valid, test}."""
+
+    frame: pd.DataFrame
+    n_users: int
+    n_items: int
+    user_ids: np.ndarray  # inner user index -> raw id
+    item_ids: np.ndarray  # inner item index -> raw id
+    protocol: dict
+    users: pd.DataFrame | None = None  # indexed by inner user id
+    items: pd.DataFrame | None = None  # indexed by inner item id
+
+
+def time_order(df: pd.DataFrame) -> pd.DataFrame:
+    """Sort by (user, timestamp, original row order) — the stated, total time order."""
+    df = df.reset_index(drop=True)
+    df["_row"] = np.arange(len(df))
+    df = df.sort_values(["user", "timestamp", "_row"], kind="stable").drop(columns="_row")
+    return df.reset_index(drop=True)
+
+
+def filter_interactions(
+    df: pd.DataFrame,
+    min_user_interactions: int = 0,
+    min_item_interactions: int = 0,
+    implicit_threshold: float | None = None,
+) -> pd.DataFrame:
+    """Optional rating threshold, then iterative k-core until both minimums hold."""
+    if implicit_threshold is not None:
+        if "rating" not in df:
+            raise BenchError("filter.implicit_threshold is set but the dataset has no rating column")
+        df = df[df["rating"] >= implicit_threshold]
+    while True:
+        n = len(df)
+        if min_item_interactions > 0:
+            df = df[df.groupby("item")["item"].transform("size") >= min_item_interactions]
+        if min_user_interactions > 0:
+            df = df[df.groupby("user")["user"].transform("size") >= min_user_interactions]
+        if len(df) == n:
+            return df.reset_index(drop=True)
+
+
+def split_interactions(df: pd.DataFrame, kind: str, **opts) -> pd.Series:
+    """Assign each (time-ordered) row to train/valid/test. Returns the fold column."""
+    fold = np.full(len(df), "train", dtype=object)
+    if kind == "loo":
+        # Last interaction of each user -> test, second-to-last -> valid (users need >= 3).
+        pos_from_end = df.groupby("user").cumcount(ascending=False).to_numpy()
+        fold[pos_from_end == 0] = "test"
+        fold[pos_from_end == 1] = "valid"
+    elif kind == "ratio":
+        ratios = np.asarray(opts.get("ratios", (0.7, 0.2, 0.1)), dtype=float)
+        ratios = ratios / ratios.sum()
+        pos = df.groupby("user").cumcount().to_numpy()
+        size = df.groupby("user")["user"].transform("size").to_numpy()
+        frac = pos / size
+        fold[frac >= ratios[0]] = "valid"
+        fold[frac >= ratios[0] + ratios[1]] = "test"
+    elif kind == "temporal":
+        ts = df["timestamp"].to_numpy()
+        valid_cut, test_cut = np.quantile(ts, [opts.get("valid_at", 0.8), opts.get("test_at", 0.9)])
+        fold[ts >= valid_cut] = "valid"
+        fold[ts >= test_cut] = "test"
+    else:
+        raise BenchError(f"split.kind={kind!r} is unknown; expected one of loo, ratio, temporal")
+    return pd.Series(fold, index=df.index, name="fold")
+
+
+def prepare_split(raw: RawData, filter_cfg: dict, split_cfg: dict) -> Split:
+    """Filter, remap ids to dense 0..n-1, split. Items unseen in train stay in the catalog."""
+    required = {"user", "item", "timestamp"}
+    missing = required - set(raw.interactions.columns)
+    if missing:
+        raise BenchError(f"interactions table lacks column(s) {sorted(missing)}; "
+                         f"expected {sorted(required)}")
+    df = filter_interactions(raw.interactions.copy(), **filter_cfg)
+    if df.empty:
+        raise BenchError("no interactions left after filtering; relax dataset.filter")
+    df = time_order(df)
+    user_codes, user_ids = pd.factorize(df["user"], sort=True)
+    item_codes, item_ids = pd.factorize(df["item"], sort=True)
+    df["user"], df["item"] = user_codes.astype(np.int64), item_codes.astype(np.int64)
+    split_opts = {k: v for k, v in split_cfg.items() if k != "kind"}
+    df["fold"] = split_interactions(df, split_cfg["kind"], **split_opts)
+    protocol = {
+        "split": split_cfg["kind"],
+        **{f"split.{k}": v for k, v in split_opts.items()},
+        "filter": dict(filter_cfg),
+        "time_order": TIE_RULE,
+        "temporal": split_cfg["kind"] == "temporal",
+    }
+    users = _side_table(raw.users, "user", user_ids)
+    items = _side_table(raw.items, "item", item_ids)
+    return Split(df, len(user_ids), len(item_ids), np.asarray(user_ids), np.asarray(item_ids),
+                 protocol, users, items)
+
+
+def _side_table(table: pd.DataFrame | None, key: str, ids) -> pd.DataFrame | None:
+    """Reindex a side table by inner id; rows for ids absent from the table become missing."""
+    if table is None:
+        return None
+    return table.drop_duplicates(key).set_index(key).reindex(ids).reset_index(drop=True)
+
+
+def fingerprint(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class EvalStage:
+    """Everything needed to rank for one stage (valid or test), as prebuilt user batches."""
+
+    users: torch.Tensor  # inner user ids with at least one target
+    batches: list[dict]
+
+    # Iterable but not a list: Lightning reads a list as several dataloaders.
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+@dataclass
+class Prepared:
+    """Tensors every model and the evaluator consume. Item `n_items` is the padding index."""
+
+    split: Split
+    max_len: int
+    train_users: torch.Tensor  # per train interaction, time-ordered within user
+    train_items: torch.Tensor
+    train_ratings: torch.Tensor | None
+    user_features: dict[str, torch.Tensor] = field(default_factory=dict)  # [n_users] codes
+    item_features: dict[str, torch.Tensor] = field(default_factory=dict)  # [n_items(, m)] codes
+    feature_sizes: dict[str, int] = field(default_factory=dict)
+    stages: dict[str, EvalStage] = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return self.split.n_users
+
+    @property
+    def n_items(self) -> int:
+        return self.split.n_items
+
+    def model_args(self) -> dict:
+        """Data-derived constructor arguments offered to every model."""
+        return {
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "max_len": self.max_len,
+            "feature_sizes": dict(self.feature_sizes),
+            "item_popularity": torch.bincount(self.train_items, minlength=self.n_items).float(),
+        }
+
+    def train_sequences(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every train interaction as a target exactly once: per user, windows of `max_len`
+        inputs (left-padded) and their next-item targets, cut from the end of the sequence."""
+        pad = self.n_items
+        inputs, targets = [], []
+        counts = torch.bincount(self.train_users, minlength=self.n_users).tolist()
+        for seq in torch.split(self.train_items, counts):
+            if len(seq) < 2:
+                continue
+            src, dst = seq[:-1], seq[1:]
+            for end in range(len(src), 0, -self.max_len):
+                start = max(0, end - self.max_len)
+                inputs.append(_left_pad(src[start:end], self.max_len, pad))
+                targets.append(_left_pad(dst[start:end], self.max_len, pad))
+        return torch.stack(inputs), torch.stack(targets)
+
+
+def _left_pad(seq: torch.Tensor, length: int, pad: int) -> torch.Tensor:
+    out = torch.full((length,), pad, dtype=torch.long)
+    if len(seq):
+        out[-len(seq):] = seq[-length:]
+    return out
+
+
+def _encode_side(table: pd.DataFrame | None, n: int, prefix: str):
+    """Categorical columns -> codes (0 = unknown); list columns -> padded multi-hot code lists."""
+    feats, sizes = {}, {}
+    if table is None:
+        return feats, sizes
+    for col in table.columns:
+        values = table[col]
+        if values.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
+            lists = values.map(lambda v: list(v) if isinstance(v, (list, tuple, np.ndarray))
+                               else [])
+            vocab = {tok: i + 1 for i, tok in enumerate(sorted({t for v in lists for t in v},
+                                                                key=str))}
+            width = max(1, max(len(v) for v in lists))
+            codes = torch.zeros((n, width), dtype=torch.long)
+            for row, v in enumerate(lists):
+                codes[row, : len(v)] = torch.tensor([vocab[t] for t in v], dtype=torch.long)
+            feats[col], sizes[f"{prefix}.{col}"] = codes, len(vocab) + 1
+        else:
+            codes, uniques = pd.factorize(values, sort=True)
+            feats[col] = torch.as_tensor(codes + 1, dtype=torch.long)  # -1 (missing) -> 0
+            sizes[f"{prefix}.{col}"] = len(uniques) + 1
+    return feats, sizes
+
+
+def prepare(split: Split, max_len: int = 50, eval_batch_size: int = 1024) -> Prepared:
+    df = split.frame
+    train = df[df["fold"] == "train"]
+    if train.empty:
+        raise BenchError("the split left no training interactions")
+    ratings = torch.tensor(train["rating"].to_numpy(np.float32)) if "rating" in train else None
+    prep = Prepared(
+        split=split,
+        max_len=max_len,
+        train_users=torch.tensor(train["user"].to_numpy()),
+        train_items=torch.tensor(train["item"].to_numpy()),
+        train_ratings=ratings,
+    )
+    uf, us = _encode_side(split.users, split.n_users, "user")
+    itf, its = _encode_side(split.items, split.n_items, "item")
+    prep.user_features, prep.item_features = uf, itf
+    prep.feature_sizes = {**us, **its}
+    prep.stages["valid"] = _eval_stage(prep, df, ("train",), "valid", eval_batch_size)
+    prep.stages["test"] = _eval_stage(prep, df, ("train", "valid"), "test", eval_batch_size)
+    return prep
+
+
+def _eval_stage(prep: Prepared, df: pd.DataFrame, known: tuple[str, ...], target: str,
+                batch_size: int) -> EvalStage:
+    """Batches of users that have targets in `target`: their known history (time order, last
+    `max_len`, left-padded), the known items to mask, and the target items."""
+    n_items, pad = prep.n_items, prep.n_items
+    hist = df[df["fold"].isin(known)]
+    tgt = df[df["fold"] == target]
+    users = np.unique(tgt["user"].to_numpy())
+    hist_by_user = _group_items(hist, prep.n_users)
+    tgt_by_user = _group_items(tgt, prep.n_users)
+    batches = []
+    for start in range(0, len(users), batch_size):
+        chunk = users[start : start + batch_size]
+        history = torch.full((len(chunk), prep.max_len), pad, dtype=torch.long)
+        seen_rows, seen_cols, tgt_rows, tgt_cols = [], [], [], []
+        for row, u in enumerate(chunk):
+            h = hist_by_user[u]
+            if len(h):
+                history[row, -min(len(h), prep.max_len):] = torch.tensor(h[-prep.max_len:])
+            seen = np.unique(h)
+            seen_rows.append(np.full(len(seen), row))
+            seen_cols.append(seen)
+            t = np.unique(tgt_by_user[u])
+            tgt_rows.append(np.full(len(t), row))
+            tgt_cols.append(t)
+        batch = {
+            "users": torch.as_tensor(chunk, dtype=torch.long),
+            "history": history,
+            "seen": torch.as_tensor(np.stack([np.concatenate(seen_rows),
+                                              np.concatenate(seen_cols)]), dtype=torch.long),
+            "targets": torch.as_tensor(np.stack([np.concatenate(tgt_rows),
+                                                 np.concatenate(tgt_cols)]), dtype=torch.long),
+        }
+        for name, codes in prep.user_features.items():
+            batch[f"user.{name}"] = codes[batch["users"]]
+        assert batch["history"].max() <= n_items
+        batches.append(batch)
+    return EvalStage(torch.as_tensor(users, dtype=torch.long), batches)
+
+
+def _group_items(frame: pd.DataFrame, n_users: int) -> list[np.ndarray]:
+    """Per inner user id, their items in time order (frame is already time-ordered)."""
+    users = frame["user"].to_numpy()
+    items = frame["item"].to_numpy()
+    counts = np.bincount(users, minlength=n_users)
+    return np.split(items, np.cumsum(counts)[:-1])

@@ -1,0 +1,70 @@
+"""The one model interface and the training batches each model family consumes."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from bench.data import Prepared
+
+BATCH_KINDS = ("sequence", "pairwise", "features", "none")
+
+
+class Recommender(nn.Module):
+    """Every model plugin subclasses this.
+
+    `batch_kind` says which training batches it gets (see `train_batches`); `loss(batch)` returns
+    a scalar; `score_all(batch)` returns [B, n_items] scores for an evaluation batch, which holds
+    `users` [B], `history` [B, max_len] (time order, left-padded with n_items) and
+    `user.<feature>` codes. Models with nothing to learn (batch_kind "none") skip training.
+    """
+
+    batch_kind: ClassVar[str] = "sequence"
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score_all(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class TrainBatches:
+    """Shuffled batches sliced from tensors prepared once; `sample` adds per-batch fields
+    (e.g. fresh negatives). No per-sample Python in the loop."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, sample=None):
+        self.tensors, self.batch_size, self.sample = tensors, batch_size, sample
+        self.n = len(next(iter(tensors.values())))
+
+    def __len__(self) -> int:
+        return (self.n + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        order = torch.randperm(self.n)
+        for start in range(0, self.n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = {name: t[idx] for name, t in self.tensors.items()}
+            if self.sample is not None:
+                batch.update(self.sample(batch))
+            yield batch
+
+
+def train_batches(kind: str, prep: Prepared, batch_size: int, n_negatives: int = 1):
+    """Training batches of one kind, built from the prepared tensors."""
+    if kind == "sequence":
+        inputs, targets = prep.train_sequences()
+        return TrainBatches({"inputs": inputs, "targets": targets}, batch_size)
+    if kind == "pairwise":
+        n_items = prep.n_items
+
+        def negatives(batch):
+            shape = (len(batch["users"]), n_negatives)
+            return {"negatives": torch.randint(0, n_items, shape)}
+
+        tensors = {"users": prep.train_users, "items": prep.train_items}
+        return TrainBatches(tensors, batch_size, negatives)
+    if kind == "none":
+        return None
+    raise ValueError(f"batch kind {kind!r} has no batch builder; expected one of {BATCH_KINDS}")

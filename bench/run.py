@@ -1,0 +1,192 @@
+"""One job: compose -> data -> model -> train -> evaluate -> record -> leaderboard."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import uuid
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from bench.data import Prepared, fingerprint, prepare, prepare_split
+from bench.errors import BenchError
+from bench.recommender import BATCH_KINDS, Recommender, train_batches
+from bench.records import config_hash, git_state, hardware, protocol_tag, versions, write_record
+
+log = logging.getLogger("bench")
+
+# Keys of conf/model and conf/dataset files that configure the harness, not the constructor.
+MODEL_RESERVED = ("description", "train")
+DATASET_RESERVED = ("name", "description", "filter")
+
+
+def _constructor_kwargs(cfg: DictConfig, reserved: tuple[str, ...]) -> dict:
+    return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
+            if k not in reserved and k != "_target_"}
+
+
+def _resolve(cfg: DictConfig, group: str):
+    target = cfg.get("_target_")
+    if not target:
+        raise BenchError(f"{group}._target_ is missing; every conf/{group}/*.yaml names a class")
+    try:
+        return get_class(target)
+    except Exception as exc:  # hydra wraps import errors in several types
+        raise BenchError(f"{group}._target_={target!r} cannot be imported: {exc}") from exc
+
+
+def build_dataset(cfg: DictConfig):
+    cls = _resolve(cfg, "dataset")
+    try:
+        return cls(**_constructor_kwargs(cfg, DATASET_RESERVED))
+    except TypeError as exc:
+        raise BenchError(f"dataset={cfg.get('name')}: {exc}") from exc
+
+
+def build_model(cfg: DictConfig, prep: Prepared) -> Recommender:
+    """Instantiate a model plugin; data-derived arguments are offered where its constructor
+    names them (n_users, n_items, max_len, feature_sizes, item_popularity)."""
+    cls = _resolve(cfg, "model")
+    if not (isinstance(cls, type) and issubclass(cls, Recommender)):
+        raise BenchError(f"model._target_={cfg._target_!r} is not a bench Recommender")
+    if cls.batch_kind not in BATCH_KINDS:
+        raise BenchError(f"{cls.__name__}.batch_kind={cls.batch_kind!r}; expected {BATCH_KINDS}")
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs = _constructor_kwargs(cfg, MODEL_RESERVED)
+    data_args = {k: v for k, v in prep.model_args().items() if k in accepted}
+    try:
+        return cls(**data_args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise BenchError(f"model {cls.__name__}: {exc}") from exc
+
+
+def run_job(cfg: DictConfig, output_dir: Path) -> dict:
+    """Run one configured job and return its record (already written under results_dir)."""
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+    from bench.training import RecModule
+
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*treespec.*")
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    started = time.perf_counter()
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    raw = build_dataset(cfg.dataset).load()
+    split = prepare_split(raw, OmegaConf.to_container(cfg.dataset.get("filter") or {}),
+                          OmegaConf.to_container(cfg.split))
+    prep = prepare(split, max_len=cfg.max_len, eval_batch_size=cfg.eval.batch_size)
+    data_s = time.perf_counter() - started
+
+    model = build_model(cfg.model, prep)
+    train_cfg = cfg.model.get("train") or {}
+    ks = sorted(set(cfg.eval.ks))
+    if 10 not in ks:
+        raise BenchError(f"eval.ks={list(ks)} must include 10: early stopping and the "
+                         "leaderboard rank by NDCG@10")
+    module = RecModule(model, prep.n_items, ks, lr=train_cfg.get("lr", 1e-3),
+                       weight_decay=train_cfg.get("weight_decay", 0.0),
+                       l1=train_cfg.get("l1", 0.0))
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    patience = trainer_cfg.pop("patience")
+    progress = trainer_cfg.pop("enable_progress_bar", True) and not cfg.quiet
+    monitor = "val/ndcg@10"
+    checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best",
+                                 monitor=monitor, mode="max", save_weights_only=True)
+    trainer = pl.Trainer(
+        **trainer_cfg,
+        default_root_dir=output_dir,
+        logger=_logger(cfg, output_dir),
+        callbacks=[checkpoint, EarlyStopping(monitor=monitor, mode="max", patience=patience)],
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+    )
+    valid, test = prep.stages["valid"], prep.stages["test"]
+    train_started = time.perf_counter()
+    batches = train_batches(model.batch_kind, prep, train_cfg.get("batch_size", 256),
+                            train_cfg.get("n_negatives", 1))
+    trainable = batches is not None and any(p.requires_grad for p in model.parameters())
+    if trainable:
+        trainer.fit(module, train_dataloaders=batches, val_dataloaders=valid)
+        ckpt = checkpoint.best_model_path or None
+    else:
+        ckpt = None
+    train_s = time.perf_counter() - train_started
+
+    eval_started = time.perf_counter()
+    trainer.validate(module, dataloaders=valid, ckpt_path=ckpt, verbose=False)
+    trainer.test(module, dataloaders=test, ckpt_path=ckpt, verbose=False)
+    eval_s = time.perf_counter() - eval_started
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    users, vectors = module.results["test"].per_user()
+    raw_users = np.asarray(split.user_ids[users.numpy()])
+    if raw_users.dtype == object:
+        raw_users = raw_users.astype(str)
+    history = module.history
+    best_epoch = max(history, key=lambda h: h["ndcg@10"])["epoch"] if history else None
+    record = {
+        "run_id": f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
+        "status": "finished",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": cfg.dataset.name,
+        "model": _model_name(cfg),
+        "seed": int(cfg.seed),
+        "protocol": split.protocol,
+        "protocol_tag": protocol_tag(split.protocol),
+        "metrics": {"valid": module.results["val"].summary(),
+                    "test": module.results["test"].summary()},
+        "n_eval_users": {"valid": len(prep.stages["valid"].users),
+                         "test": len(prep.stages["test"].users)},
+        "config": config,
+        "config_hash": config_hash(config),
+        "dataset_fingerprint": fingerprint(split.frame["user"].to_numpy(),
+                                           split.frame["item"].to_numpy(),
+                                           split.frame["timestamp"].to_numpy()),
+        "split_fingerprint": fingerprint(split.frame["fold"].to_numpy().astype("U5")),
+        "data": {"n_users": prep.n_users, "n_items": prep.n_items,
+                 "n_interactions": len(split.frame),
+                 "n_train": int(len(prep.train_items))},
+        "git": git_state(),
+        "versions": versions(),
+        "hardware": hardware(),
+        "times": {"data_s": round(data_s, 3), "train_s": round(train_s, 3),
+                  "eval_s": round(eval_s, 3),
+                  "total_s": round(time.perf_counter() - started, 3)},
+        "best_epoch": best_epoch,
+        "epochs": trainer.current_epoch if trainable else 0,
+        "validation_curve": history,
+        "n_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "checkpoint": str(Path(ckpt).resolve()) if ckpt else None,
+        "output_dir": str(output_dir.resolve()),
+    }
+    write_record(cfg.results_dir, record, (raw_users, {k: v.numpy() for k, v in vectors.items()}))
+    return record
+
+
+def _model_name(cfg: DictConfig) -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get("model")
+        if choice:
+            return choice
+    return cfg.model._target_.rsplit(".", 1)[-1].lower()
+
+
+def _logger(cfg: DictConfig, output_dir: Path):
+    lcfg = cfg.get("logger")
+    if not lcfg or not lcfg.get("_target_"):
+        return False
+    from hydra.utils import instantiate
+
+    return instantiate(lcfg, save_dir=str(output_dir))
