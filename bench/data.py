@@ -60,7 +60,7 @@ def filter_interactions(
     """Optional rating threshold, then iterative k-core until both minimums hold."""
     if implicit_threshold is not None:
         if "rating" not in df:
-            raise BenchError("filter.implicit_threshold is set but the dataset has no rating column")
+            raise BenchError("filter.implicit_threshold is set but the dataset has no rating")
         df = df[df["rating"] >= implicit_threshold]
     while True:
         n = len(df)

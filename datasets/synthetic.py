@@ -100,7 +100,7 @@ class Synthetic:
         """Sessions of quick consecutive events separated by days; ~3% same-second ties."""
         start = 1_600_000_000 + rng.integers(0, 200 * 86_400, len(lengths))
         out = []
-        for s, n in zip(start, lengths):
+        for s, n in zip(start, lengths, strict=True):
             gaps = rng.exponential(600, n).astype(np.int64)
             gaps[rng.random(n) < 0.1] += rng.integers(86_400, 10 * 86_400)
             gaps[rng.random(n) < 0.03] = 0
