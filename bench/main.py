@@ -13,8 +13,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from bench.errors import BenchError
+from bench.schema import register
 
 log = logging.getLogger("bench")
+register()
 
 
 # An absolute path: a relative one would be resolved as the Python package `conf`.

@@ -1,0 +1,50 @@
+"""Typed schemas for the harness's own config groups, so a bad override fails at compose time
+naming the key (e.g. `trainer.max_epochs=lots`). Model and dataset groups stay free-form:
+their keys are the plugins' constructor arguments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 30
+    patience: int = 3
+    accelerator: str = "cpu"
+    devices: Any = 1
+    precision: str = "32-true"
+    log_every_n_steps: int = 10
+    enable_progress_bar: bool = True
+
+
+@dataclass
+class EvalConfig:
+    ks: list[int] = field(default_factory=lambda: [10, 20])
+    batch_size: int = 1024
+
+
+@dataclass
+class BenchConfig:
+    dataset: Any = MISSING
+    split: Any = MISSING
+    model: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: Any = None
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    max_len: int = 50
+    threads: int | None = None
+    quiet: bool = False
+    results_dir: str = "results"
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="bench_schema", node=BenchConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="eval", name="eval_schema", node=EvalConfig)
