@@ -1,0 +1,138 @@
+"""What `python -m bench` offers, read from the configs: the `--help` listing and a did-you-mean
+check for misspelled group options (`model=lstn`), run before Hydra composes anything.
+
+The configs are the registry, so help is generated from them: a `description:` key in a group
+option's yaml (models, datasets), else the first comment line of the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+USAGE = """\
+recbench: datasets x models x seeds, trained under Lightning, ranked by one full-ranking evaluator.
+
+  python -m bench [group=option ...] [key=value ...]      one job (defaults marked *)
+  python -m bench model=pop,mf,lstm seed=0,1 -m           a sweep: one job per combination
+  python -m bench --cfg job model=lstm                    print the composed config, run nothing
+  python -m bench.leaderboard [results_dir]               reprint the leaderboard views
+  python -m bench.recommend run=<run id> user=<id> k=10   recommend with a trained model
+
+Guides: docs/add-a-model.md, docs/add-a-dataset.md, docs/reading-a-leaderboard.md,
+docs/scaling-out.md, docs/protocols-and-metrics.md"""
+
+
+def describe(path: Path) -> str:
+    """One line for a config file: its `description:` value, else its first comment line."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("description"), str):
+        return " ".join(data["description"].split())
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#") and not stripped.startswith("# @package"):
+            return stripped.lstrip("#").strip()
+    return ""
+
+
+def group_options(conf_dir: Path = CONF_DIR) -> dict[str, dict[str, str]]:
+    """{group: {option: description}} for every config group folder except Hydra's own."""
+    groups = {}
+    for folder in sorted(p for p in conf_dir.iterdir() if p.is_dir() and p.name != "hydra"):
+        groups[folder.name] = {f.stem: describe(f) for f in sorted(folder.glob("*.yaml"))}
+    return groups
+
+
+def default_choices(conf_dir: Path = CONF_DIR) -> dict[str, str]:
+    """The option each group gets when none is given, from config.yaml's defaults list."""
+    data = yaml.safe_load((conf_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    out = {}
+    for entry in data.get("defaults", []):
+        if isinstance(entry, dict):
+            for key, value in entry.items():
+                if isinstance(value, str) and not key.startswith("override"):
+                    out[key.split("@")[0].lstrip("/")] = value
+    return out
+
+
+def groups_text(conf_dir: Path = CONF_DIR) -> str:
+    """The config groups section of `--help`: every option with its one-line description."""
+    defaults = default_choices(conf_dir)
+    groups = group_options(conf_dir)
+    width = max((len(o) for options in groups.values() for o in options), default=0) + 2
+    lines = []
+    for group, options in groups.items():
+        lines.append(f"{group}:" + ("" if options else "  (none yet)"))
+        for option, description in options.items():
+            mark = "*" if defaults.get(group) == option else " "
+            lines.append(f"  {mark} {option:<{width}}{description}".rstrip())
+    return "\n".join(lines)
+
+
+def help_template_text() -> str:
+    # Hydra fills its help template with string.Template: a literal `$` must be doubled.
+    return (USAGE + "\n\n== Config groups (group=option) ==\n" + groups_text()).replace("$", "$$")
+
+
+def register_help() -> None:
+    """The `${bench_help:}` resolver used by conf/hydra/help/bench.yaml."""
+    OmegaConf.register_new_resolver("bench_help", help_template_text, replace=True)
+
+
+_FUNCTION = re.compile(r"^(\w+)\((.*)\)$")
+
+
+def _choices(value: str) -> list[str] | None:
+    """Option names in an override value (`lstm`, `pop,mf`, `choice(pop,mf)`); None when the
+    value is something this check cannot read (interpolation, range, glob, a list)."""
+    value = value.strip()
+    match = _FUNCTION.match(value)
+    if match:
+        if match.group(1) != "choice":
+            return None
+        value = match.group(2)
+    if not value or "${" in value or value.startswith("["):
+        return None
+    names = [v.strip().strip("'\"") for v in value.split(",")]
+    return [n for n in names if n and n != "null"]
+
+
+def unknown_option_message(argv: list[str], conf_dir: Path = CONF_DIR) -> str | None:
+    """One line naming the first misspelled `group=option` in argv, with a suggestion."""
+    if any(a.startswith(("--config-dir", "-cd", "hydra.searchpath")) for a in argv):
+        return None  # options may come from elsewhere; let Hydra judge
+    groups = group_options(conf_dir)
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        group = key.lstrip("+").split("@", 1)[0]
+        if group not in groups:
+            continue
+        available = sorted(groups[group])
+        for name in _choices(value) or []:
+            if name in available:
+                continue
+            close = difflib.get_close_matches(name, available, n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else ";"
+            return f"unknown {group} '{name}'{hint} available: {', '.join(available) or 'none'}"
+    return None
+
+
+def check_argv(argv: list[str] | None = None) -> None:
+    """Exit with status 2 and one line on stderr if argv selects an option that does not exist."""
+    message = unknown_option_message(sys.argv[1:] if argv is None else argv)
+    if message:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)

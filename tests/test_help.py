@@ -1,0 +1,70 @@
+"""The first ten minutes: `--help` lists what exists, misspelled options get a suggestion."""
+
+import subprocess
+import sys
+
+import yaml
+
+from bench.help import unknown_option_message
+from tests.conftest import CONF_DIR, ROOT, TINY, run_bench
+
+
+def _help_lines(results_dir) -> list[str]:
+    proc = run_bench("--help", results_dir=results_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.splitlines()
+
+
+def test_help_names_every_model_and_dataset_with_its_description(results_dir):
+    lines = _help_lines(results_dir)
+    for group in ("model", "dataset"):
+        files = sorted((CONF_DIR / group).glob("*.yaml"))
+        assert files
+        for path in files:
+            description = " ".join(yaml.safe_load(path.read_text())["description"].split())
+            assert description, f"{path} has an empty description"
+            assert any(line.split()[-len(description.split()):] == description.split()
+                       and path.stem in line.split()[:2] for line in lines), \
+                f"--help lacks '{path.stem}  {description}'"
+    assert not (results_dir / "records").exists()  # help runs nothing
+
+
+def test_help_describes_every_split_trainer_and_logger_option(results_dir):
+    text = "\n".join(_help_lines(results_dir))
+    for group in ("split", "trainer", "logger"):
+        for path in sorted((CONF_DIR / group).glob("*.yaml")):
+            comment = next(line for line in path.read_text().splitlines()
+                           if line.startswith("#"))
+            assert f"{path.stem}" in text and comment.lstrip("# ").strip() in text
+
+
+def test_misspelled_model_gets_a_suggestion_and_no_run(results_dir):
+    proc = run_bench("model=lstn", *TINY, results_dir=results_dir)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: unknown model 'lstn'; did you mean 'lstm'? "
+                                   "available: lstm, mf, pop")
+    assert not results_dir.exists()
+    proc = run_bench("model=pop,mff", "-m", *TINY, results_dir=results_dir)
+    assert proc.returncode == 2 and "unknown model 'mff'; did you mean 'mf'?" in proc.stderr
+    assert not results_dir.exists()
+
+
+def test_did_you_mean_reads_hydra_override_syntax():
+    assert unknown_option_message(["split=lo"]).startswith("unknown split 'lo'; did you mean")
+    assert unknown_option_message(["+model@x=zzzzzz"]) == \
+        "unknown model 'zzzzzz'; available: lstm, mf, pop"
+    assert "'mfx'" in unknown_option_message(["-m", "model=choice(pop,mfx)"])
+    for fine in (["model=pop,mf,lstm"], ["model=${oc.env:M}"], ["experiment=null"],
+                 ["model.embedding_dim=3"], ["--cfg", "job"], ["seed=1,2"]):
+        assert unknown_option_message(fine) is None, fine
+
+
+def test_cfg_job_prints_the_composed_config_and_runs_nothing(results_dir):
+    # The README's spelling, `--cfg job` before the overrides, as Hydra users type it.
+    cmd = [sys.executable, "-m", "bench", "--cfg", "job", "model=mf", f"results_dir={results_dir}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["model"]["_target_"] == "bench.models.mf.MatrixFactorization"
+    assert cfg["results_dir"] == str(results_dir) and "hydra" not in cfg
+    assert not results_dir.exists()
