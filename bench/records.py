@@ -29,6 +29,8 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        with open(tmp, "rb") as fh:  # on disk before the rename makes it visible
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -132,3 +134,25 @@ def load_records(results_dir: str | Path) -> list[dict]:
         except (OSError, json.JSONDecodeError):
             continue  # not one of ours: records are only ever renamed into place whole
     return out
+
+
+def is_done(record: dict) -> bool:
+    return record.get("status") == "finished"
+
+
+def job_key(record: dict) -> tuple[str, int]:
+    """What makes two records the same job: the semantic config and the seed."""
+    return record["config_hash"], int(record["seed"])
+
+
+def finished_record(results_dir: str | Path, chash: str, seed: int) -> dict | None:
+    """The latest finished record of (config hash, seed), if any: what `resume` skips."""
+    done = [r for r in load_records(results_dir)
+            if is_done(r) and job_key(r) == (chash, int(seed))]
+    return max(done, key=lambda r: r["run_id"]) if done else None
+
+
+def unresolved_failures(records: list[dict]) -> list[dict]:
+    """Failed records whose job has not finished since (a resumed rerun supersedes them)."""
+    finished = {job_key(r) for r in records if is_done(r)}
+    return [r for r in records if r.get("status") == "failed" and job_key(r) not in finished]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+import traceback
 import uuid
 import warnings
 from datetime import datetime, timezone
@@ -17,7 +18,15 @@ from omegaconf import DictConfig, OmegaConf
 from bench.data import Prepared, fingerprint, prepare, prepare_split
 from bench.errors import BenchError
 from bench.recommender import BATCH_KINDS, Recommender, train_batches
-from bench.records import config_hash, git_state, hardware, protocol_tag, versions, write_record
+from bench.records import (
+    config_hash,
+    finished_record,
+    git_state,
+    hardware,
+    protocol_tag,
+    versions,
+    write_record,
+)
 
 log = logging.getLogger("bench")
 
@@ -66,8 +75,69 @@ def build_model(cfg: DictConfig, prep: Prepared) -> Recommender:
         raise BenchError(f"model {cls.__name__}: {exc}") from exc
 
 
+class JobFailed(BenchError):
+    """A job that started and broke (exception, NaN loss); its `failed` record is written."""
+
+    def __init__(self, record: dict):
+        super().__init__(f"{record['model']} on {record['dataset']} (seed {record['seed']}) "
+                         f"failed during {record['phase']}: {record['error']}")
+        self.record = record
+
+
 def run_job(cfg: DictConfig, output_dir: Path) -> dict:
-    """Run one configured job and return its record (already written under results_dir)."""
+    """Run one configured job and return its record (already written under results_dir).
+
+    Bad input found before training (BenchError) writes nothing. Anything that breaks once
+    training starts, and any unexpected exception, writes a `failed` record and raises
+    JobFailed, so a sweep can go on. With `resume=true` a job whose config hash and seed
+    already have a finished record is skipped: its record comes back with `skipped: True`.
+    """
+    config = OmegaConf.to_container(cfg, resolve=True)
+    chash = config_hash(config)
+    if cfg.get("resume"):
+        done = finished_record(cfg.results_dir, chash, int(cfg.seed))
+        if done is not None:
+            return {**done, "skipped": True}
+    job = {"phase": "setup", "times": {}, "config": config, "config_hash": chash,
+           "started": time.perf_counter()}
+    try:
+        return _run_job(cfg, output_dir, job)
+    except Exception as exc:
+        if isinstance(exc, BenchError) and job["phase"] == "setup":
+            raise  # bad input: a clear line, no record
+        record = {
+            **_identity(cfg, job),
+            "status": "failed",
+            "phase": job["phase"],
+            "error": f"{type(exc).__name__}: {exc}".strip(),
+            "traceback": traceback.format_exc(limit=-8)[-4000:],
+            "protocol_tag": job.get("protocol_tag"),
+            "times": {**job["times"],
+                      "total_s": round(time.perf_counter() - job["started"], 3)},
+            "output_dir": str(output_dir.resolve()),
+        }
+        write_record(cfg.results_dir, record)
+        raise JobFailed(record) from exc
+
+
+def _identity(cfg: DictConfig, job: dict) -> dict:
+    """Fields every record carries, finished or failed."""
+    return {
+        "run_id": f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": cfg.dataset.name,
+        "model": _model_name(cfg),
+        "seed": int(cfg.seed),
+        "sweep": _sweep_id(),
+        "config": job["config"],
+        "config_hash": job["config_hash"],
+        "git": git_state(),
+        "versions": versions(),
+        "hardware": hardware(),
+    }
+
+
+def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
     import pytorch_lightning as pl
     import torch
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
@@ -85,6 +155,8 @@ def run_job(cfg: DictConfig, output_dir: Path) -> dict:
                           OmegaConf.to_container(cfg.split))
     prep = prepare(split, max_len=cfg.max_len, eval_batch_size=cfg.eval.batch_size)
     data_s = time.perf_counter() - started
+    job["times"]["data_s"] = round(data_s, 3)
+    job["protocol_tag"] = protocol_tag(split.protocol)
 
     model = build_model(cfg.model, prep)
     train_cfg = cfg.model.get("train") or {}
@@ -99,6 +171,7 @@ def run_job(cfg: DictConfig, output_dir: Path) -> dict:
     patience = trainer_cfg.pop("patience")
     progress = trainer_cfg.pop("enable_progress_bar", True) and not cfg.quiet
     monitor = "val/ndcg@10"
+    job["phase"] = "train"
     checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best",
                                  monitor=monitor, mode="max", save_weights_only=True)
     trainer = pl.Trainer(
@@ -121,13 +194,18 @@ def run_job(cfg: DictConfig, output_dir: Path) -> dict:
     else:
         ckpt = None
     train_s = time.perf_counter() - train_started
+    job["times"]["train_s"] = round(train_s, 3)
 
+    job["phase"] = "eval"
     eval_started = time.perf_counter()
-    trainer.validate(module, dataloaders=valid, ckpt_path=ckpt, verbose=False)
-    trainer.test(module, dataloaders=test, ckpt_path=ckpt, verbose=False)
+    if ckpt:  # weights only: loading a checkpoint never unpickles arbitrary objects
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        module.load_state_dict(state["state_dict"])
+    trainer.validate(module, dataloaders=valid, verbose=False)
+    trainer.test(module, dataloaders=test, verbose=False)
     eval_s = time.perf_counter() - eval_started
 
-    config = OmegaConf.to_container(cfg, resolve=True)
+    job["phase"] = "record"
     users, vectors = module.results["test"].per_user()
     raw_users = np.asarray(split.user_ids[users.numpy()])
     if raw_users.dtype == object:
@@ -135,20 +213,14 @@ def run_job(cfg: DictConfig, output_dir: Path) -> dict:
     history = module.history
     best_epoch = max(history, key=lambda h: h["ndcg@10"])["epoch"] if history else None
     record = {
-        "run_id": f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
+        **_identity(cfg, job),
         "status": "finished",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "dataset": cfg.dataset.name,
-        "model": _model_name(cfg),
-        "seed": int(cfg.seed),
         "protocol": split.protocol,
         "protocol_tag": protocol_tag(split.protocol),
         "metrics": {"valid": module.results["val"].summary(),
                     "test": module.results["test"].summary()},
         "n_eval_users": {"valid": len(prep.stages["valid"].users),
                          "test": len(prep.stages["test"].users)},
-        "config": config,
-        "config_hash": config_hash(config),
         "dataset_fingerprint": fingerprint(split.frame["user"].to_numpy(),
                                            split.frame["item"].to_numpy(),
                                            split.frame["timestamp"].to_numpy()),
@@ -156,9 +228,6 @@ def run_job(cfg: DictConfig, output_dir: Path) -> dict:
         "data": {"n_users": prep.n_users, "n_items": prep.n_items,
                  "n_interactions": len(split.frame),
                  "n_train": int(len(prep.train_items))},
-        "git": git_state(),
-        "versions": versions(),
-        "hardware": hardware(),
         "times": {"data_s": round(data_s, 3), "train_s": round(train_s, 3),
                   "eval_s": round(eval_s, 3),
                   "total_s": round(time.perf_counter() - started, 3)},
@@ -181,6 +250,16 @@ def _model_name(cfg: DictConfig) -> str:
         if choice:
             return choice
     return cfg.model._target_.rsplit(".", 1)[-1].lower()
+
+
+def _sweep_id() -> str | None:
+    """The sweep folder's name for jobs of a multirun (groups them in views and W&B)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return Path(HydraConfig.get().sweep.dir).name
+    return None
 
 
 def _logger(cfg: DictConfig, output_dir: Path):

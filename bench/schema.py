@@ -40,6 +40,7 @@ class BenchConfig:
     max_len: int = 50
     threads: int | None = None
     quiet: bool = False
+    resume: bool = False
     results_dir: str = "results"
 
 

@@ -16,9 +16,12 @@ class NonFiniteLoss(BenchError):
 
 class RecModule(pl.LightningModule):
     def __init__(self, model: Recommender, n_items: int, ks: list[int], lr: float = 1e-3,
-                 weight_decay: float = 0.0, l1: float = 0.0):
+                 weight_decay: float = 0.0, l1: float = 0.0,
+                 item_popularity: torch.Tensor | None = None, item_chunk: int | None = None):
         super().__init__()
         self.model, self.n_items, self.ks = model, n_items, list(ks)
+        # Evaluation settings: train counts for AvgPop@K; catalog chunk size for score_items.
+        self.item_popularity, self.item_chunk = item_popularity, item_chunk
         self.lr, self.weight_decay, self.l1 = lr, weight_decay, l1
         self.accumulator: MetricAccumulator | None = None
         self.results: dict[str, MetricAccumulator] = {}
@@ -36,10 +39,11 @@ class RecModule(pl.LightningModule):
         return loss
 
     def _start(self) -> None:
-        self.accumulator = MetricAccumulator(self.ks, self.n_items)
+        self.accumulator = MetricAccumulator(self.ks, self.n_items, self.item_popularity,
+                                             self.item_chunk)
 
     def _step(self, batch: dict) -> None:
-        self.accumulator.update(self.model.score_all(batch), batch)
+        self.accumulator.update_model(self.model, batch)
 
     def _end(self, stage: str) -> dict[str, float]:
         summary = self.accumulator.summary()
@@ -55,7 +59,7 @@ class RecModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         summary = self._end("val")
-        if not self.trainer.sanity_checking:
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
             self.history.append({"epoch": self.current_epoch, **summary})
 
     def on_test_epoch_start(self) -> None:
