@@ -15,7 +15,7 @@ import numpy as np
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from bench.data import Prepared, fingerprint, prepare, prepare_split
+from bench.data import Prepared, Split, fingerprint, prepare, prepare_split
 from bench.errors import BenchError
 from bench.recommender import BATCH_KINDS, Recommender, train_batches
 from bench.records import (
@@ -73,6 +73,25 @@ def build_model(cfg: DictConfig, prep: Prepared) -> Recommender:
         return cls(**data_args, **kwargs)
     except (TypeError, ValueError) as exc:
         raise BenchError(f"model {cls.__name__}: {exc}") from exc
+
+
+def prepare_data(cfg: DictConfig) -> tuple[Split, Prepared]:
+    """The job's data pipeline (load -> filter -> remap -> split -> tensors); `bench.recommend`
+    rebuilds a trained run's id mappings through this same function."""
+    raw = build_dataset(cfg.dataset).load()
+    split = prepare_split(raw, OmegaConf.to_container(cfg.dataset.get("filter") or {}),
+                          OmegaConf.to_container(cfg.split))
+    return split, prepare(split, max_len=cfg.max_len, eval_batch_size=cfg.eval.batch_size)
+
+
+def data_fingerprints(split: Split) -> dict[str, str]:
+    """What a record stores to tell whether later data is the version a run was trained on."""
+    frame = split.frame
+    return {
+        "dataset_fingerprint": fingerprint(frame["user"].to_numpy(), frame["item"].to_numpy(),
+                                           frame["timestamp"].to_numpy()),
+        "split_fingerprint": fingerprint(frame["fold"].to_numpy().astype("U5")),
+    }
 
 
 class JobFailed(BenchError):
@@ -150,10 +169,7 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
         torch.set_num_threads(int(cfg.threads))
     started = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    raw = build_dataset(cfg.dataset).load()
-    split = prepare_split(raw, OmegaConf.to_container(cfg.dataset.get("filter") or {}),
-                          OmegaConf.to_container(cfg.split))
-    prep = prepare(split, max_len=cfg.max_len, eval_batch_size=cfg.eval.batch_size)
+    split, prep = prepare_data(cfg)
     data_s = time.perf_counter() - started
     job["times"]["data_s"] = round(data_s, 3)
     job["protocol_tag"] = protocol_tag(split.protocol)
@@ -221,10 +237,7 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
                     "test": module.results["test"].summary()},
         "n_eval_users": {"valid": len(prep.stages["valid"].users),
                          "test": len(prep.stages["test"].users)},
-        "dataset_fingerprint": fingerprint(split.frame["user"].to_numpy(),
-                                           split.frame["item"].to_numpy(),
-                                           split.frame["timestamp"].to_numpy()),
-        "split_fingerprint": fingerprint(split.frame["fold"].to_numpy().astype("U5")),
+        **data_fingerprints(split),
         "data": {"n_users": prep.n_users, "n_items": prep.n_items,
                  "n_interactions": len(split.frame),
                  "n_train": int(len(prep.train_items))},
