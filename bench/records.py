@@ -52,8 +52,13 @@ def protocol_tag(protocol: dict) -> str:
     parts = [protocol["split"]]
     parts += [f"{k.split('.', 1)[1]}={v}" for k, v in sorted(protocol.items())
               if k.startswith("split.")]
+    if not protocol.get("temporal", protocol["split"] == "temporal"):
+        parts.append("non-temporal")  # per-user cuts: train can be later than others' tests
     flt = protocol.get("filter") or {}
-    parts += [f"{k}={v}" for k, v in sorted(flt.items()) if v not in (None, 0)]
+    parts += [f"{k}={v}" for k, v in sorted(flt.items())
+              if v not in (None, 0) and k != "implicit_threshold"]
+    threshold = flt.get("implicit_threshold")
+    parts.append("implicit=all" if threshold is None else f"implicit>={threshold}")
     parts.append(protocol.get("candidates", "full"))
     parts.append(f"mask={protocol.get('mask', 'seen')}")
     return "|".join(str(p) for p in parts)

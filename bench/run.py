@@ -94,6 +94,41 @@ def data_fingerprints(split: Split) -> dict[str, str]:
     }
 
 
+def attach_negatives(cfg: DictConfig, split: Split, prep: Prepared) -> dict:
+    """Sampled-negative evaluation (eval.sampled=N): the negatives are a function of the data
+    and split only, stored once under results_dir/negatives/ and checked on every later run,
+    so every model ranks against the same ones. Returns the protocol entries to add."""
+    from bench.evaluation import attach_sampled_negatives
+    from bench.records import atomic_write
+
+    n = int(cfg.eval.sampled)
+    if n < 0:
+        raise BenchError(f"eval.sampled={n}; expected 0 (full ranking) or a positive count")
+    fps = data_fingerprints(split)
+    seed = int(fps["dataset_fingerprint"][:8] + fps["split_fingerprint"][:7], 16)
+    drawn = attach_sampled_negatives(prep.stages, prep.n_items, n, seed)
+    arrays = {}
+    for stage, (users, items) in drawn.items():
+        arrays[f"{stage}_users"] = np.asarray(split.user_ids[users]).astype(str)
+        arrays[f"{stage}_items"] = np.asarray(split.item_ids[items]).astype(str)
+    path = (Path(cfg.results_dir) / "negatives"
+            / f"{fps['dataset_fingerprint']}-{fps['split_fingerprint']}-n{n}.npz")
+    if path.exists():
+        with np.load(path, allow_pickle=False) as stored:
+            same = set(stored.files) == set(arrays) and all(
+                np.array_equal(stored[k], v) for k, v in arrays.items())
+        if not same:
+            raise BenchError(f"{path}: stored negatives differ from this split's draw")
+    else:
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+
+        atomic_write(path, save)
+    return {"candidates": f"sampled{n}", "negatives_file": str(path),
+            "negatives_fingerprint": fingerprint(*(arrays[k] for k in sorted(arrays)))}
+
+
 class JobFailed(BenchError):
     """A job that started and broke (exception, NaN loss); its `failed` record is written."""
 
@@ -170,6 +205,8 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
     started = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     split, prep = prepare_data(cfg)
+    if cfg.eval.get("sampled"):
+        split.protocol.update(attach_negatives(cfg, split, prep))
     data_s = time.perf_counter() - started
     job["times"]["data_s"] = round(data_s, 3)
     job["protocol_tag"] = protocol_tag(split.protocol)
@@ -182,7 +219,9 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
                          "leaderboard rank by NDCG@10")
     module = RecModule(model, prep.n_items, ks, lr=train_cfg.get("lr", 1e-3),
                        weight_decay=train_cfg.get("weight_decay", 0.0),
-                       l1=train_cfg.get("l1", 0.0))
+                       l1=train_cfg.get("l1", 0.0),
+                       item_popularity=prep.model_args()["item_popularity"],
+                       item_chunk=cfg.eval.get("item_chunk"))
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     patience = trainer_cfg.pop("patience")
     progress = trainer_cfg.pop("enable_progress_bar", True) and not cfg.quiet

@@ -28,6 +28,11 @@ class EvalConfig:
     batch_size: int = 1024
 
 
+    # 0: full-catalog ranking. N > 0: rank each user's targets against N sampled negatives,
+    # drawn once per split (seeded by the split, not the run) and tagged `sampled<N>`.
+    sampled: int = 0
+    # Catalog items scored per chunk for models with `score_items` (null: the whole catalog).
+    item_chunk: int | None = None
 @dataclass
 class BenchConfig:
     dataset: Any = MISSING
