@@ -98,6 +98,24 @@ def split_interactions(df: pd.DataFrame, kind: str, **opts) -> pd.Series:
     return pd.Series(fold, index=df.index, name="fold")
 
 
+def check_leak_free(df: pd.DataFrame) -> list[int]:
+    """Every train interaction precedes every valid one, which precedes every test one (a global
+    time cut). Returns the first valid and test timestamps; raises BenchError on a leak."""
+    ts, fold = df["timestamp"].to_numpy(), df["fold"].to_numpy()
+    firsts = {}
+    last_before, earlier = None, None
+    for name in ("train", "valid", "test"):
+        times = ts[fold == name]
+        firsts[name] = int(times.min()) if len(times) else None
+        if not len(times):
+            continue
+        if last_before is not None and last_before >= times.min():
+            raise BenchError(f"split=temporal leaks: a {earlier} interaction at {last_before} is "
+                             f"not before the first {name} interaction at {times.min()}")
+        last_before, earlier = int(times.max()), name
+    return [firsts["valid"], firsts["test"]]
+
+
 def prepare_split(raw: RawData, filter_cfg: dict, split_cfg: dict) -> Split:
     """Filter, remap ids to dense 0..n-1, split. Items unseen in train stay in the catalog."""
     required = {"user", "item", "timestamp"}
@@ -119,8 +137,14 @@ def prepare_split(raw: RawData, filter_cfg: dict, split_cfg: dict) -> Split:
         **{f"split.{k}": v for k, v in split_opts.items()},
         "filter": dict(filter_cfg),
         "time_order": TIE_RULE,
+        # loo/ratio cut each user's own timeline: train may hold interactions later than
+        # another user's test item. Only the global cut is temporal, and it is checked.
         "temporal": split_cfg["kind"] == "temporal",
+        "mask": "seen",  # train items masked at valid, train+valid items at test
+        "candidates": "full",  # the evaluator may switch it to sampled<N>
     }
+    if protocol["temporal"]:
+        protocol["cut_times"] = check_leak_free(df)
     users = _side_table(raw.users, "user", user_ids)
     items = _side_table(raw.items, "item", item_ids)
     return Split(df, len(user_ids), len(item_ids), np.asarray(user_ids), np.asarray(item_ids),
