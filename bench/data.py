@@ -8,7 +8,12 @@ sort, so "the last item" of a user is always defined.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,6 +46,8 @@ class Split:
     protocol: dict
     users: pd.DataFrame | None = None  # indexed by inner user id
     items: pd.DataFrame | None = None  # indexed by inner item id
+    cleaning: dict | None = None  # the cleaning report (bench.cleaning)
+    sizes: dict = field(default_factory=dict)  # per-fold counts from check_split
 
 
 def time_order(df: pd.DataFrame) -> pd.DataFrame:
@@ -83,7 +90,14 @@ def split_interactions(df: pd.DataFrame, kind: str, **opts) -> pd.Series:
     elif kind == "ratio":
         ratios = np.asarray(opts.get("ratios", (0.7, 0.2, 0.1)), dtype=float)
         ratios = ratios / ratios.sum()
-        pos = df.groupby("user").cumcount().to_numpy()
+        if opts.get("order", "time") == "time":
+            pos = df.groupby("user").cumcount().to_numpy()
+        elif opts.get("order") == "random":  # a seeded random 7:2:1 per user, not by time
+            keys = pd.Series(np.random.default_rng(opts.get("seed", 0)).random(len(df)),
+                             index=df.index)
+            pos = (keys.groupby(df["user"]).rank(method="first") - 1).to_numpy().astype(int)
+        else:
+            raise BenchError(f"split.order={opts.get('order')!r}; expected time or random")
         size = df.groupby("user")["user"].transform("size").to_numpy()
         frac = pos / size
         fold[frac >= ratios[0]] = "valid"
@@ -147,8 +161,11 @@ def prepare_split(raw: RawData, filter_cfg: dict, split_cfg: dict) -> Split:
         protocol["cut_times"] = check_leak_free(df)
     users = _side_table(raw.users, "user", user_ids)
     items = _side_table(raw.items, "item", item_ids)
-    return Split(df, len(user_ids), len(item_ids), np.asarray(user_ids), np.asarray(item_ids),
-                 protocol, users, items)
+    split = Split(df, len(user_ids), len(item_ids), np.asarray(user_ids), np.asarray(item_ids),
+                  protocol, users, items)
+    split.sizes = check_split(split, split_cfg["kind"],
+                              chronological=split_opts.get("order", "time") == "time")
+    return split
 
 
 def _side_table(table: pd.DataFrame | None, key: str, ids) -> pd.DataFrame | None:
@@ -156,6 +173,145 @@ def _side_table(table: pd.DataFrame | None, key: str, ids) -> pd.DataFrame | Non
     if table is None:
         return None
     return table.drop_duplicates(key).set_index(key).reindex(ids).reset_index(drop=True)
+
+
+FOLD_RANK = {"train": 0, "valid": 1, "test": 2}
+
+
+def check_split(split: Split, kind: str, chronological: bool = True) -> dict:
+    """Self-check a split and report its sizes. Per-user protocols (loo, ratio by time) must
+    never put a user's train interaction after their own valid/test one; loo gives every user
+    exactly one test and one valid interaction. Raises BenchError naming the first violation."""
+    df = split.frame
+    unknown = set(np.unique(df["fold"])) - set(FOLD_RANK)
+    if unknown:
+        raise BenchError(f"split={kind}: unknown fold(s) {sorted(unknown)}")
+    users, rank = df["user"].to_numpy(), df["fold"].map(FOLD_RANK).to_numpy()
+    if chronological and kind in ("loo", "ratio") and len(df) > 1:
+        same_user = users[1:] == users[:-1]
+        back = np.flatnonzero(same_user & (rank[1:] < rank[:-1]))
+        if len(back):
+            row = back[0] + 1
+            raise BenchError(f"split={kind} leaks: user {split.user_ids[users[row]]} has a "
+                             f"{df['fold'].iat[row]} interaction after a "
+                             f"{df['fold'].iat[row - 1]} one")
+    if kind == "loo":
+        counts = pd.crosstab(df["user"], df["fold"]).reindex(columns=list(FOLD_RANK),
+                                                             fill_value=0)
+        wrong = counts[(counts["test"] != 1) | (counts["valid"] != 1)]
+        if len(wrong):
+            u = wrong.index[0]
+            raise BenchError(f"split=loo: user {split.user_ids[u]} has {wrong.at[u, 'valid']} "
+                             f"valid and {wrong.at[u, 'test']} test interactions; expected 1 "
+                             "each (set dataset.filter.min_user_interactions >= 3)")
+    sizes: dict = {}
+    train = df[df["fold"] == "train"]
+    train_users, train_items = set(train["user"]), set(train["item"])
+    for name in FOLD_RANK:
+        part = df[df["fold"] == name]
+        sizes[name] = {"interactions": len(part), "users": int(part["user"].nunique()),
+                       "items": int(part["item"].nunique())}
+        if name != "train":
+            sizes[name]["cold_users"] = int((~part["user"].drop_duplicates()
+                                             .isin(train_users)).sum())
+            sizes[name]["cold_items"] = int((~part["item"].drop_duplicates()
+                                             .isin(train_items)).sum())
+    return sizes
+
+
+# Bump when the processed-data layout changes; the code of the pipeline is hashed in too.
+CACHE_VERSION = 1
+_PIPELINE_SOURCES = ("data.py", "cleaning.py", "readers.py")
+
+
+def load_split(dataset, dataset_cfg: dict, split_cfg: dict, cache_root: Path | None = None,
+               quiet: bool = False) -> Split:
+    """load -> clean (with report) -> filter -> remap -> split, through an on-disk cache keyed by
+    the dataset, cleaning, filter and split config, the raw files and the pipeline's code."""
+    from bench.cleaning import clean, print_report
+
+    folder = None
+    if cache_root is not None:
+        folder = Path(cache_root) / _cache_key(dataset, dataset_cfg, split_cfg)
+        split = _read_cached(folder)
+        if split is not None:
+            if not quiet:
+                print_report(split.cleaning)
+            return split
+    raw = dataset.load()
+    raw, report = clean(raw, dataset_cfg.get("clean"), dataset_cfg.get("name") or "dataset")
+    if not quiet:
+        print_report(report)
+    split = prepare_split(raw, dict(dataset_cfg.get("filter") or {}), dict(split_cfg))
+    split.cleaning = report
+    split.protocol["cleaning"] = report["fingerprint"]
+    if folder is not None:
+        _write_cached(folder, split)
+    return split
+
+
+def _cache_key(dataset, dataset_cfg: dict, split_cfg: dict) -> str:
+    code = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    module = __import__(type(dataset).__module__, fromlist=["_"])
+    for path in [here / n for n in _PIPELINE_SOURCES] + [Path(module.__file__)]:
+        code.update(path.read_bytes())
+    files = getattr(dataset, "source_files", lambda: [])()
+    stamp = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in map(Path, files)
+             if p.is_file()]
+    semantic = {k: v for k, v in dataset_cfg.items() if k not in ("description", "cache")}
+    blob = json.dumps({"v": CACHE_VERSION, "code": code.hexdigest(), "dataset": semantic,
+                       "split": split_cfg, "files": stamp}, sort_keys=True, default=str)
+    return f"{dataset_cfg.get('name', 'dataset')}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def _write_cached(folder: Path, split: Split) -> None:
+    """Parquet tables + JSON metadata (no pickle), written in a temporary folder and renamed."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        split.frame.to_parquet(tmp / "frame.parquet", index=False)
+        pd.DataFrame({"id": split.user_ids}).to_parquet(tmp / "user_ids.parquet", index=False)
+        pd.DataFrame({"id": split.item_ids}).to_parquet(tmp / "item_ids.parquet", index=False)
+        for name in ("users", "items"):
+            table = getattr(split, name)
+            if table is not None:
+                table.astype(object).where(table.notna(), None).to_parquet(
+                    tmp / f"{name}.parquet", index=False)
+        meta = {"n_users": split.n_users, "n_items": split.n_items, "protocol": split.protocol,
+                "cleaning": split.cleaning, "sizes": split.sizes}
+        (tmp / "meta.json").write_text(json.dumps(meta, default=_json_default))
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another job cached the same data first: theirs is identical
+            pass
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _read_cached(folder: Path) -> Split | None:
+    if not (folder / "meta.json").is_file():
+        return None
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        side = {name: pd.read_parquet(folder / f"{name}.parquet")
+                if (folder / f"{name}.parquet").is_file() else None
+                for name in ("users", "items")}
+        return Split(pd.read_parquet(folder / "frame.parquet"), meta["n_users"],
+                     meta["n_items"],
+                     pd.read_parquet(folder / "user_ids.parquet")["id"].to_numpy(),
+                     pd.read_parquet(folder / "item_ids.parquet")["id"].to_numpy(),
+                     meta["protocol"], side["users"], side["items"], meta["cleaning"],
+                     meta["sizes"])
+    except (OSError, ValueError, KeyError):
+        return None  # unreadable cache entry: rebuild from the raw files
 
 
 def fingerprint(*arrays: np.ndarray) -> str:

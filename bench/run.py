@@ -15,7 +15,7 @@ import numpy as np
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from bench.data import Prepared, Split, fingerprint, prepare, prepare_split
+from bench.data import Prepared, Split, fingerprint, load_split, prepare
 from bench.errors import BenchError
 from bench.recommender import BATCH_KINDS, Recommender, train_batches
 from bench.records import (
@@ -32,7 +32,7 @@ log = logging.getLogger("bench")
 
 # Keys of conf/model and conf/dataset files that configure the harness, not the constructor.
 MODEL_RESERVED = ("description", "train")
-DATASET_RESERVED = ("name", "description", "filter")
+DATASET_RESERVED = ("name", "description", "filter", "clean", "cache")
 
 
 def _constructor_kwargs(cfg: DictConfig, reserved: tuple[str, ...]) -> dict:
@@ -78,9 +78,11 @@ def build_model(cfg: DictConfig, prep: Prepared) -> Recommender:
 def prepare_data(cfg: DictConfig) -> tuple[Split, Prepared]:
     """The job's data pipeline (load -> filter -> remap -> split -> tensors); `bench.recommend`
     rebuilds a trained run's id mappings through this same function."""
-    raw = build_dataset(cfg.dataset).load()
-    split = prepare_split(raw, OmegaConf.to_container(cfg.dataset.get("filter") or {}),
-                          OmegaConf.to_container(cfg.split))
+    # Cleaned, filtered and split data is cached under results_dir/cache when dataset.cache.
+    cache = Path(cfg.results_dir) / "cache" if cfg.dataset.get("cache") else None
+    split = load_split(build_dataset(cfg.dataset),
+                       OmegaConf.to_container(cfg.dataset, resolve=True),
+                       OmegaConf.to_container(cfg.split, resolve=True), cache, quiet=cfg.quiet)
     return split, prepare(split, max_len=cfg.max_len, eval_batch_size=cfg.eval.batch_size)
 
 
@@ -279,7 +281,8 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
         **data_fingerprints(split),
         "data": {"n_users": prep.n_users, "n_items": prep.n_items,
                  "n_interactions": len(split.frame),
-                 "n_train": int(len(prep.train_items))},
+                 "n_train": int(len(prep.train_items)), "folds": split.sizes},
+        "cleaning": split.cleaning,
         "times": {"data_s": round(data_s, 3), "train_s": round(train_s, 3),
                   "eval_s": round(eval_s, 3),
                   "total_s": round(time.perf_counter() - started, 3)},
