@@ -257,8 +257,8 @@ def _as_id(series: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray, str]:
 
 def _as_number(series: pd.Series) -> tuple[pd.Series, np.ndarray, str]:
     na = _is_na_text(series)
-    if pd.api.types.is_numeric_dtype(series):
-        return series.astype(float), np.zeros(len(series), bool), "a number"
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return series, np.zeros(len(series), bool), "a number"  # typed already (e.g. float32)
     num = pd.to_numeric(series.astype(str).str.strip(), errors="coerce").to_numpy(dtype=float)
     bad = np.isnan(num) & ~na
     return pd.Series(num, index=series.index), bad, "a number"

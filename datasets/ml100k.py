@@ -34,16 +34,20 @@ class ML100K:
     files = ("u.data", "u.user", "u.item")
 
     def __init__(self, root: str | None = None, cache_dir: str | None = None,
-                 download: bool = True, progress: bool = True, zip_prefix: int = 2):
-        self.root, self.cache_dir, self.download = root, cache_dir, download
-        self.progress, self.zip_prefix = progress, zip_prefix
+                 progress: bool = True, zip_prefix: int = 2, url: str = URL, md5: str = MD5,
+                 sha256: str | None = SHA256):
+        self.root, self.cache_dir, self.progress = root, cache_dir, progress
+        self.zip_prefix, self.url, self.md5, self.sha256 = zip_prefix, url, md5, sha256
 
     def location(self) -> Path:
-        """The folder holding the raw files: `root`, or the cache (downloading if allowed)."""
+        """The folder holding the raw files: `root`, or the cache (downloading once)."""
         if self.root:
             return Path(self.root).expanduser()
-        return ensure_archive("ml-100k", URL, "ml-100k", self.cache_dir, md5=MD5, sha256=SHA256,
-                              marker="u.data", progress=self.progress and self.download)
+        return ensure_archive("ml-100k", self.url, "ml-100k", self.cache_dir, md5=self.md5,
+                              sha256=self.sha256, marker="u.data", progress=self.progress)
+
+    def source_files(self) -> list[Path]:
+        return [self.location() / name for name in self.files]
 
     def load(self) -> RawData:
         root = self.location()
