@@ -366,6 +366,9 @@ class Prepared:
             "max_len": self.max_len,
             "feature_sizes": dict(self.feature_sizes),
             "item_popularity": torch.bincount(self.train_items, minlength=self.n_items).float(),
+            "item_feature_codes": dict(self.item_features),
+            # [2, n_train] (user, item) pairs: for closed-form models (EASE, item-kNN).
+            "train_interactions": torch.stack([self.train_users, self.train_items]),
         }
 
     def train_sequences(self) -> tuple[torch.Tensor, torch.Tensor]:

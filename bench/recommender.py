@@ -65,6 +65,27 @@ def train_batches(kind: str, prep: Prepared, batch_size: int, n_negatives: int =
 
         tensors = {"users": prep.train_users, "items": prep.train_items}
         return TrainBatches(tensors, batch_size, negatives)
+    if kind == "features":
+        return _feature_rows(prep, batch_size, n_negatives)
     if kind == "none":
         return None
     raise ValueError(f"batch kind {kind!r} has no batch builder; expected one of {BATCH_KINDS}")
+
+
+def _feature_rows(prep: Prepared, batch_size: int, n_negatives: int) -> TrainBatches:
+    """Pointwise rows: each train interaction (label 1) plus `n_negatives` uniformly sampled
+    items for the same user (label 0), each row with its user and item feature codes."""
+    n_items, user_features, item_features = prep.n_items, prep.user_features, prep.item_features
+
+    def rows(batch):
+        users = batch["users"].repeat_interleave(1 + n_negatives)
+        items = torch.cat([batch["items"][:, None],
+                           torch.randint(0, n_items, (len(batch["users"]), n_negatives))], 1)
+        labels = torch.zeros_like(items, dtype=torch.float32)
+        labels[:, 0] = 1.0
+        out = {"users": users, "items": items.reshape(-1), "labels": labels.reshape(-1)}
+        out.update({f"user.{k}": codes[users] for k, codes in user_features.items()})
+        out.update({f"item.{k}": codes[out["items"]] for k, codes in item_features.items()})
+        return out
+
+    return TrainBatches({"users": prep.train_users, "items": prep.train_items}, batch_size, rows)

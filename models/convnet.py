@@ -1,0 +1,56 @@
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.layers import check_sequence_loss, next_item_loss, windows
+from bench.recommender import Recommender
+
+
+class ConvNet(Recommender):
+    """Caser-style convolutional sequence model: the `window` most recent items, embedded as an
+    image [window, d], go through horizontal filters (heights 1..window, max-pooled over time)
+    and vertical filters (weighted sums over time); both feed a fully connected layer whose
+    output is scored against the item table in one matmul. Every position of a training
+    sequence predicts its next item (full softmax by default)."""
+
+    batch_kind = "sequence"
+
+    def __init__(self, n_items: int, max_len: int, embedding_dim: int = 64, window: int = 5,
+                 n_horizontal: int = 16, n_vertical: int = 4, dropout: float = 0.3,
+                 loss: str = "ce", n_negatives: int = 100):
+        super().__init__()
+        check_sequence_loss(loss)
+        if not 1 <= window <= max_len:
+            raise ValueError(f"window={window} must be between 1 and max_len={max_len}")
+        self.n_items, self.window = n_items, window
+        self.loss_kind, self.n_negatives = loss, n_negatives
+        self.item_emb = nn.Embedding(n_items + 1, embedding_dim, padding_idx=n_items)
+        nn.init.normal_(self.item_emb.weight, std=0.05)
+        self.horizontal = nn.ModuleList(nn.Conv2d(1, n_horizontal, (h, embedding_dim))
+                                        for h in range(1, window + 1))
+        self.vertical = nn.Conv2d(1, n_vertical, (window, 1))
+        self.fc = nn.Linear(n_horizontal * window + n_vertical * embedding_dim, embedding_dim)
+        self.drop = nn.Dropout(dropout)
+        self.out_emb = nn.Embedding(n_items, embedding_dim)
+        self.out_bias = nn.Parameter(torch.zeros(n_items))
+        nn.init.normal_(self.out_emb.weight, std=0.05)
+
+    def encode_windows(self, recent: torch.Tensor) -> torch.Tensor:
+        """[N, window] recent item ids -> [N, d] interest vectors."""
+        image = self.item_emb(recent).unsqueeze(1)  # [N, 1, window, d]
+        pooled = [F.relu(conv(image)).squeeze(3).amax(2) for conv in self.horizontal]
+        vertical = self.vertical(image).flatten(1)
+        z = torch.cat([*pooled, vertical], dim=1)
+        return F.relu(self.fc(self.drop(z)))
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        targets = batch["targets"]
+        keep = targets != self.n_items
+        recent = windows(batch["inputs"], self.window, self.n_items)[keep]
+        return next_item_loss(self.drop(self.encode_windows(recent)), targets[keep],
+                              self.out_emb.weight, self.out_bias, self.loss_kind,
+                              self.n_negatives)
+
+    def score_all(self, batch: dict) -> torch.Tensor:
+        hidden = self.encode_windows(batch["history"][:, -self.window:])
+        return hidden @ self.out_emb.weight.T + self.out_bias
