@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import time
 import traceback
 import uuid
@@ -196,7 +197,7 @@ def _identity(cfg: DictConfig, job: dict) -> dict:
 def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
     import pytorch_lightning as pl
     import torch
-    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 
     from bench.training import RecModule
 
@@ -226,7 +227,9 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
                        item_chunk=cfg.eval.get("item_chunk"))
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     patience = trainer_cfg.pop("patience")
-    progress = trainer_cfg.pop("enable_progress_bar", True) and not cfg.quiet
+    # Redrawn bars only on a terminal: piped output (CI, logs, sweeps' files) stays clean.
+    progress = (trainer_cfg.pop("enable_progress_bar", True) and not cfg.quiet
+                and sys.stdout.isatty())
     monitor = "val/ndcg@10"
     job["phase"] = "train"
     checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best",
@@ -235,7 +238,8 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
         **trainer_cfg,
         default_root_dir=output_dir,
         logger=_logger(cfg, output_dir),
-        callbacks=[checkpoint, EarlyStopping(monitor=monitor, mode="max", patience=patience)],
+        callbacks=[checkpoint, EarlyStopping(monitor=monitor, mode="max", patience=patience),
+                   *([RichProgressBar()] if progress else [])],
         num_sanity_val_steps=0,
         enable_model_summary=False,
         enable_progress_bar=progress,

@@ -68,3 +68,36 @@ def test_cfg_job_prints_the_composed_config_and_runs_nothing(results_dir):
     assert cfg["model"]["_target_"] == "bench.models.mf.MatrixFactorization"
     assert cfg["results_dir"] == str(results_dir) and "hydra" not in cfg
     assert not results_dir.exists()
+
+
+def _run_on_terminal(args: list[str]) -> tuple[int, str]:
+    """`python -m bench args` with stdout/stderr on a pseudo-terminal, as a user sees it."""
+    import os
+    import pty
+
+    master, child = pty.openpty()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "100"}
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=ROOT, env=env,
+                            stdout=child, stderr=child)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(timeout=120), b"".join(chunks).decode(errors="replace")
+
+
+def test_epoch_progress_is_a_rich_bar_on_a_terminal_and_silent_when_piped(results_dir):
+    args = ["model=lstm", *TINY, "trainer.max_epochs=1", "quiet=false"]
+    rc, shown = _run_on_terminal([*args, f"results_dir={results_dir}"])
+    assert rc == 0, shown[-2000:]
+    assert "Epoch 0/0" in shown and "━━━━" in shown  # Lightning's RichProgressBar
+    proc = run_bench(*args, results_dir=results_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Epoch" not in proc.stdout + proc.stderr and "lstm" in proc.stdout
