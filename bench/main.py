@@ -72,10 +72,21 @@ def main(cfg: DictConfig) -> float | None:
         print(f"skipped {record['model']} seed {record['seed']}: finished as "
               f"{record['run_id']} (resume=true)", file=sys.stderr)
         return record["metrics"]["valid"]["ndcg@10"]
+    if _data_parallel_rank():
+        return record["metrics"]["valid"]["ndcg@10"]  # rank 0 writes and reports
     frame = rebuild(cfg.results_dir)
     if not multirun and not cfg.quiet:
         print_leaderboard(frame, highlight={record["run_id"]})
     return record["metrics"]["valid"]["ndcg@10"]
+
+
+def _data_parallel_rank() -> int:
+    """Lightning's global rank in DDP jobs (every rank runs this entry point), else 0."""
+    if "pytorch_lightning" not in sys.modules:
+        return 0
+    from pytorch_lightning.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0)
 
 
 def _catch_sigint():

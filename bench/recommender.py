@@ -37,12 +37,14 @@ class TrainBatches:
     def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, sample=None):
         self.tensors, self.batch_size, self.sample = tensors, batch_size, sample
         self.n = len(next(iter(tensors.values())))
+        # Data-parallel ranks set one shared generator so they all cut the same epoch order.
+        self.generator: torch.Generator | None = None
 
     def __len__(self) -> int:
         return (self.n + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
-        order = torch.randperm(self.n)
+        order = torch.randperm(self.n, generator=self.generator)
         for start in range(0, self.n, self.batch_size):
             idx = order[start : start + self.batch_size]
             batch = {name: t[idx] for name, t in self.tensors.items()}

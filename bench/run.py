@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import sys
 import time
 import traceback
@@ -199,12 +200,13 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
     import torch
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 
-    from bench.training import RecModule
+    from bench.training import RankShare, RecModule
 
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*treespec.*")
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    threads = cfg.get("threads") or _parallel_share()
+    if threads:
+        torch.set_num_threads(int(threads))
     started = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     split, prep = prepare_data(cfg)
@@ -250,7 +252,8 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
                             train_cfg.get("n_negatives", 1))
     trainable = batches is not None and any(p.requires_grad for p in model.parameters())
     if trainable:
-        trainer.fit(module, train_dataloaders=batches, val_dataloaders=valid)
+        trainer.fit(module, train_dataloaders=RankShare(batches, int(cfg.seed)),
+                    val_dataloaders=valid)
         ckpt = checkpoint.best_model_path or None
     else:
         ckpt = None
@@ -289,16 +292,35 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
         "cleaning": split.cleaning,
         "times": {"data_s": round(data_s, 3), "train_s": round(train_s, 3),
                   "eval_s": round(eval_s, 3),
-                  "total_s": round(time.perf_counter() - started, 3)},
+                  "total_s": round(time.perf_counter() - started, 3),
+                  "startup_s": module.startup_s},
         "best_epoch": best_epoch,
         "epochs": trainer.current_epoch if trainable else 0,
         "validation_curve": history,
         "n_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "checkpoint": str(Path(ckpt).resolve()) if ckpt else None,
         "output_dir": str(output_dir.resolve()),
+        "tuning": job["config"].get("tuning"),
+        "world_size": trainer.world_size,  # data-parallel processes that trained and evaluated
     }
-    write_record(cfg.results_dir, record, (raw_users, {k: v.numpy() for k, v in vectors.items()}))
+    if trainer.is_global_zero:  # data-parallel ranks hold identical results; one record
+        write_record(cfg.results_dir, record,
+                     (raw_users, {k: v.numpy() for k, v in vectors.items()}))
     return record
+
+
+def _parallel_share() -> int | None:
+    """Torch threads for a job of a parallel launcher (joblib): an equal share of the cores,
+    so n_jobs jobs never oversubscribe them. None elsewhere (torch's default)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    n_jobs = HydraConfig.get().launcher.get("n_jobs")
+    if not n_jobs:
+        return None
+    cores = os.cpu_count() or 1
+    return max(1, cores // (cores if n_jobs < 0 else n_jobs))
 
 
 def _model_name(cfg: DictConfig) -> str:

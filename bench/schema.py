@@ -8,15 +8,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
 class TrainerConfig:
     max_epochs: int = 30
     patience: int = 3
-    accelerator: str = "cpu"
+    accelerator: str = "auto"
     devices: Any = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
     precision: str = "32-true"
     log_every_n_steps: int = 10
     enable_progress_bar: bool = True
@@ -26,13 +28,13 @@ class TrainerConfig:
 class EvalConfig:
     ks: list[int] = field(default_factory=lambda: [10, 20])
     batch_size: int = 1024
-
-
     # 0: full-catalog ranking. N > 0: rank each user's targets against N sampled negatives,
     # drawn once per split (seeded by the split, not the run) and tagged `sampled<N>`.
     sampled: int = 0
     # Catalog items scored per chunk for models with `score_items` (null: the whole catalog).
     item_chunk: int | None = None
+
+
 @dataclass
 class BenchConfig:
     dataset: Any = MISSING
@@ -47,6 +49,8 @@ class BenchConfig:
     quiet: bool = False
     resume: bool = False
     results_dir: str = "results"
+    # Set by `python -m bench.tune` on the re-runs of a tuned config: trials, sweeper, best value.
+    tuning: Any = None
 
 
 def register() -> None:
@@ -54,3 +58,14 @@ def register() -> None:
     cs.store(name="bench_schema", node=BenchConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="eval", name="eval_schema", node=EvalConfig)
+    OmegaConf.register_new_resolver("bench.mixed_precision", mixed_precision, replace=True)
+
+
+def mixed_precision() -> str:
+    """The fastest safe precision here: bf16 where the GPU supports it, fp16 on older GPUs,
+    full precision without CUDA. Resolved when the job starts, so the record shows the choice."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
