@@ -39,18 +39,30 @@ def describe(path: Path) -> str:
         data = None
     if isinstance(data, dict) and isinstance(data.get("description"), str):
         return " ".join(data["description"].split())
+    block: list[str] = []  # the first run of comment lines, up to its first sentence
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith("#") and not stripped.startswith("# @package"):
-            return stripped.lstrip("#").strip()
-    return ""
+            block.append(stripped.lstrip("#").strip())
+        elif block:
+            break
+    joined = " ".join(block)
+    end = joined.find(". ")
+    return joined[: end + 1] if end >= 0 else joined
 
 
 def group_options(conf_dir: Path = CONF_DIR) -> dict[str, dict[str, str]]:
-    """{group: {option: description}} for every config group folder except Hydra's own."""
+    """{group: {option: description}} for every config group folder, plus the project's own
+    options for Hydra's groups (`hydra/launcher`, ...; not the help template)."""
+    folders = sorted(p for p in conf_dir.iterdir() if p.is_dir() and p.name != "hydra")
+    hydra_dir = conf_dir / "hydra"
+    if hydra_dir.is_dir():
+        folders += sorted(p for p in hydra_dir.iterdir() if p.is_dir() and p.name != "help")
     groups = {}
-    for folder in sorted(p for p in conf_dir.iterdir() if p.is_dir() and p.name != "hydra"):
-        groups[folder.name] = {f.stem: describe(f) for f in sorted(folder.glob("*.yaml"))}
+    for folder in folders:
+        options = {f.stem: describe(f) for f in sorted(folder.glob("*.yaml"))}
+        if options or folder.parent == conf_dir:
+            groups[folder.relative_to(conf_dir).as_posix()] = options
     return groups
 
 

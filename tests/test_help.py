@@ -8,6 +8,8 @@ import yaml
 from bench.help import unknown_option_message
 from tests.conftest import CONF_DIR, ROOT, TINY, run_bench
 
+MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+
 
 def _help_lines(results_dir) -> list[str]:
     proc = run_bench("--help", results_dir=results_dir)
@@ -42,7 +44,7 @@ def test_misspelled_model_gets_a_suggestion_and_no_run(results_dir):
     proc = run_bench("model=lstn", *TINY, results_dir=results_dir)
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("error: unknown model 'lstn'; did you mean 'lstm'? "
-                                   "available: lstm, mf, pop")
+                                   f"available: {', '.join(MODELS)}")
     assert not results_dir.exists()
     proc = run_bench("model=pop,mff", "-m", *TINY, results_dir=results_dir)
     assert proc.returncode == 2 and "unknown model 'mff'; did you mean 'mf'?" in proc.stderr
@@ -52,7 +54,7 @@ def test_misspelled_model_gets_a_suggestion_and_no_run(results_dir):
 def test_did_you_mean_reads_hydra_override_syntax():
     assert unknown_option_message(["split=lo"]).startswith("unknown split 'lo'; did you mean")
     assert unknown_option_message(["+model@x=zzzzzz"]) == \
-        "unknown model 'zzzzzz'; available: lstm, mf, pop"
+        f"unknown model 'zzzzzz'; available: {', '.join(MODELS)}"
     assert "'mfx'" in unknown_option_message(["-m", "model=choice(pop,mfx)"])
     for fine in (["model=pop,mf,lstm"], ["model=${oc.env:M}"], ["experiment=null"],
                  ["model.embedding_dim=3"], ["--cfg", "job"], ["seed=1,2"]):
