@@ -148,8 +148,9 @@ class Cleaner:
         frame = self.apply(frame, table, "duplicates", dup,
                            lambda i: f"{key} id {frame[key].iat[i]} listed again", action)
         for col in frame.columns:
-            if col != key and frame[col].dtype == object:
-                frame[col] = frame[col].map(
+            if col != key and (frame[col].dtype == object
+                               or pd.api.types.is_string_dtype(frame[col])):
+                frame[col] = frame[col].astype(object).map(
                     lambda v: None if isinstance(v, str) and not v.strip() else v)
         self.rows[table] = [n_in, len(frame)]
         return frame
@@ -240,7 +241,7 @@ def _as_id(series: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray, str]:
         bad = series.to_numpy() < 0
         return series.astype(np.int64).where(~bad, 0), bad, expected
     if pd.api.types.is_numeric_dtype(series):
-        num = series.to_numpy(dtype=float)
+        num = np.array(series, dtype=float)
         bad = ~na & ((num < 0) | (num != np.floor(num)) | ~np.isfinite(num) | (num >= 2**63))
         ok = ~na & ~bad
         out = pd.array(np.where(ok, num, 0).astype(np.int64), dtype="Int64")
@@ -271,19 +272,19 @@ def _as_epoch(series: pd.Series) -> tuple[pd.Series, np.ndarray, str]:
         utc = series.dt.tz_convert("UTC") if series.dt.tz is not None else series
         secs = (utc - pd.Timestamp(0)).dt.total_seconds() if utc.dt.tz is None else \
             (utc - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-        num = secs.to_numpy(dtype=float)
+        num = np.array(secs, dtype=float)
         bad = np.zeros(len(series), bool)
         na = np.isnan(num)
     elif pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         if pd.api.types.is_integer_dtype(series):
             return series.astype(np.int64), np.zeros(len(series), bool), expected
-        num = series.to_numpy(dtype=float)
+        num = np.array(series, dtype=float)
         na = np.isnan(num)
         bad = np.isinf(num)
     else:
         na = _is_na_text(series)
         text = series.astype(str).str.strip()
-        num = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+        num = np.array(pd.to_numeric(text, errors="coerce"), dtype=float)  # writable copy
         iso = np.isnan(num) & ~na
         if iso.any():
             parsed = pd.to_datetime(text[iso], utc=True, errors="coerce", format="ISO8601")

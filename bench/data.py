@@ -63,8 +63,14 @@ def filter_interactions(
     min_user_interactions: int = 0,
     min_item_interactions: int = 0,
     implicit_threshold: float | None = None,
+    behaviors: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Optional rating threshold, then iterative k-core until both minimums hold."""
+    """Optional behaviour selection and rating threshold, then iterative k-core until both
+    minimums hold."""
+    if behaviors is not None:
+        if "behavior" not in df:
+            raise BenchError("filter.behaviors is set but the dataset has no behavior column")
+        df = df[df["behavior"].isin(list(behaviors))]
     if implicit_threshold is not None:
         if "rating" not in df:
             raise BenchError("filter.implicit_threshold is set but the dataset has no rating")
@@ -238,6 +244,13 @@ def load_split(dataset, dataset_cfg: dict, split_cfg: dict, cache_root: Path | N
             if not quiet:
                 print_report(split.cleaning)
             return split
+    import inspect
+
+    accepted = set(inspect.signature(filter_interactions).parameters) - {"df"}
+    unknown = set(dataset_cfg.get("filter") or {}) - accepted
+    if unknown:
+        raise BenchError(f"dataset.filter.{sorted(unknown)[0]} is unknown; expected one of "
+                         f"{sorted(accepted)}")
     raw = dataset.load()
     raw, report = clean(raw, dataset_cfg.get("clean"), dataset_cfg.get("name") or "dataset")
     if not quiet:

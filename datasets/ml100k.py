@@ -27,7 +27,7 @@ GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
 AGE_BUCKETS = ((18, "under 18"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (50, "45-49"),
                (56, "50-55"), (10**9, "56+"))
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
-_TOKEN = re.compile(r"[a-z0-9]+")
+_TOKEN = re.compile(r"[^\W_]+")  # letters and digits, accents included
 
 
 class ML100K:
