@@ -91,6 +91,7 @@ def load_run(run: str, results_dir: str | Path = "results") -> LoadedRun:
         raise BenchError(f"run {run_id} is {record.get('status')!r}, not finished: "
                          "nothing trained to recommend with")
     cfg = OmegaConf.create(record["config"])
+    cfg.quiet = True  # the data pipeline's reports would get in the way of the table or JSON
     split, prep = prepare_data(cfg)
     now = data_fingerprints(split)
     for key, value in now.items():
