@@ -64,6 +64,7 @@ class Cleaner:
         self.now = time.time() if now is None else now
         self.checks: list[dict] = []
         self.rows: dict[str, list[int]] = {}
+        self.sources: dict[str, str] = {}  # table -> file it was read from
 
     # -- one check ---------------------------------------------------------------------------
     def apply(self, frame: pd.DataFrame, table: str, check: str, mask: np.ndarray,
@@ -87,16 +88,17 @@ class Cleaner:
         return frame[~mask].reset_index(drop=True)
 
     def _where(self, frame: pd.DataFrame, table: str, row: int) -> str:
-        source = frame.attrs.get("source") or f"{self.dataset} {table} table"
-        if LINE in frame:
+        """"file line N" for rows read from a file, "<dataset> <table> table row N" otherwise;
+        N is the original position, whatever earlier checks dropped."""
+        table = table.split(".")[0]
+        source = self.sources.get(table)
+        if source:
             return f"{source} line {int(frame[LINE].iat[row])}"
-        return f"{source} row {row + 1}"
+        return f"{self.dataset} {table} table row {int(frame[LINE].iat[row])}"
 
     # -- tables ------------------------------------------------------------------------------
     def interactions(self, frame: pd.DataFrame) -> pd.DataFrame:
-        source = frame.attrs.get("source")
-        frame = _structural(frame)
-        frame.attrs["source"] = source
+        frame = self._start(frame, "interactions")
         n_in = len(frame)
         required = ["user", "item", "timestamp"] + (["rating"] if "rating" in frame else [])
         frame, why = self._convert(frame, required, "interactions")
@@ -134,9 +136,7 @@ class Cleaner:
             return None
         if key not in frame:
             raise BenchError(f"{frame.attrs.get('source') or table}: lacks the {key!r} column")
-        source = frame.attrs.get("source")
-        frame = _structural(frame)
-        frame.attrs["source"] = source
+        frame = self._start(frame, table)
         n_in = len(frame)
         frame, why = self._convert(frame, [key], table, {key: id_kind})
         frame = self.apply(frame, table, "malformed", why.notna().to_numpy(),
@@ -164,13 +164,24 @@ class Cleaner:
         return self.apply(frame, f"interactions.{key}", "unknown_ids", unknown,
                           lambda i: f"{key} id {values[i]} is not in the {table} table")
 
+    def _start(self, frame: pd.DataFrame, table: str) -> pd.DataFrame:
+        """A private copy with `_line` (file line, or 1-based row) and `_error` columns."""
+        if frame.attrs.get("source"):
+            self.sources[table] = frame.attrs["source"]
+        frame = frame.reset_index(drop=True).copy()
+        if LINE not in frame:
+            frame[LINE] = np.arange(1, len(frame) + 1)
+        if ERROR not in frame:
+            frame[ERROR] = None
+        return frame
+
     # -- type conversion ---------------------------------------------------------------------
     def _convert(self, frame: pd.DataFrame, columns: list[str], table: str,
                  id_kinds: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.Series]:
         """Type the named columns; returns the frame and, per row, why it is malformed."""
         missing_cols = [c for c in columns if c not in frame]
         if missing_cols:
-            raise BenchError(f"{frame.attrs.get('source') or table}: lacks column(s) "
+            raise BenchError(f"{self.sources.get(table.split('.')[0]) or table}: lacks column(s) "
                              f"{missing_cols}")
         why = frame[ERROR].copy() if ERROR in frame else pd.Series(None, index=frame.index,
                                                                    dtype=object)
@@ -208,11 +219,6 @@ class Cleaner:
         return {**body, "fingerprint": hashlib.sha256(blob).hexdigest()[:16]}
 
 
-def _structural(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.reset_index(drop=True).copy()
-    if ERROR not in frame:
-        frame[ERROR] = None
-    return frame
 
 
 def _show(value) -> str:
