@@ -136,10 +136,27 @@ def unknown_option_message(argv: list[str], conf_dir: Path = CONF_DIR) -> str | 
         for name in _choices(value) or []:
             if name in available:
                 continue
+            if group.startswith("hydra/"):
+                available = sorted(set(available) | _plugin_options(group))
+                if name in available:
+                    continue
             close = difflib.get_close_matches(name, available, n=1, cutoff=0.5)
             hint = f"; did you mean '{close[0]}'?" if close else ";"
             return f"unknown {group} '{name}'{hint} available: {', '.join(available) or 'none'}"
     return None
+
+
+def _plugin_options(group: str) -> set[str]:
+    """Options that installed Hydra plugins register for a hydra/ group (joblib, optuna, ...).
+    Hydra scans its plugins at startup anyway; this only does it earlier."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()
+    try:
+        return {name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)}
+    except OSError:
+        return set()
 
 
 def check_argv(argv: list[str] | None = None) -> None:
