@@ -159,7 +159,7 @@ def run_job(cfg: DictConfig, output_dir: Path) -> dict:
     job = {"phase": "setup", "times": {}, "config": config, "config_hash": chash,
            "started": time.perf_counter()}
     try:
-        return _run_job(cfg, output_dir, job)
+        record = _run_job(cfg, output_dir, job)
     except Exception as exc:
         if isinstance(exc, BenchError) and job["phase"] == "setup":
             raise  # bad input: a clear line, no record
@@ -175,7 +175,10 @@ def run_job(cfg: DictConfig, output_dir: Path) -> dict:
             "output_dir": str(output_dir.resolve()),
         }
         write_record(cfg.results_dir, record)
+        _close_logger(job, record, cfg)
         raise JobFailed(record) from exc
+    _close_logger(job, record, cfg)
+    return record
 
 
 def _identity(cfg: DictConfig, job: dict) -> dict:
@@ -239,7 +242,7 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
     trainer = pl.Trainer(
         **trainer_cfg,
         default_root_dir=output_dir,
-        logger=_logger(cfg, output_dir),
+        logger=job.setdefault("logger", _logger(cfg, output_dir)),
         callbacks=[checkpoint, EarlyStopping(monitor=monitor, mode="max", patience=patience),
                    *([RichProgressBar()] if progress else [])],
         num_sanity_val_steps=0,
@@ -347,6 +350,23 @@ def _logger(cfg: DictConfig, output_dir: Path):
     lcfg = cfg.get("logger")
     if not lcfg or not lcfg.get("_target_"):
         return False
+    if lcfg._target_.endswith("WandbLogger"):
+        from bench.callbacks import wandb_logger
+
+        return wandb_logger(cfg, output_dir, _model_name(cfg), _sweep_id())
     from hydra.utils import instantiate
 
     return instantiate(lcfg, save_dir=str(output_dir))
+
+
+def _close_logger(job: dict, record: dict, cfg: DictConfig) -> None:
+    """Give W&B the final metrics and leaderboard; its failure never fails a recorded job."""
+    logger = job.get("logger")
+    if type(logger).__name__ != "WandbLogger":
+        return
+    from bench.callbacks import finish_wandb
+
+    try:
+        finish_wandb(logger, record, cfg.results_dir)
+    except Exception as exc:  # the record is already written; W&B is a mirror
+        log.warning("W&B: could not finish run %s: %s", record["run_id"], exc)
