@@ -59,7 +59,7 @@ def leaderboard_frame(records: list[dict]) -> pd.DataFrame:
             "config_hash": r["config_hash"],
             "dataset_fingerprint": r.get("dataset_fingerprint"),
             "split_fingerprint": r.get("split_fingerprint"),
-            "sweep": r.get("sweep"), "tuning_budget": r.get("tuning_budget"),
+            "sweep": r.get("sweep"), "tuning_budget": (r.get("tuning") or {}).get("trials"),
             "run_id": r["run_id"],
         })
     if not rows:
