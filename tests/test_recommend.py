@@ -134,12 +134,15 @@ def test_cli_by_run_directory_prints_the_table_and_json(trained):
     results_dir, records = trained
     record = records["lstm"]
     raw_user = load_per_user(results_dir, record)[0][0].item()
+    readme = [sys.executable, "-m", "bench.recommend", f"run={record['run_id']}",
+              f"user={raw_user}", "k=10", "explain=3", f"results_dir={results_dir}"]
+    proc = subprocess.run(readme, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "history used: last 3 of" in proc.stdout and "top-10" in proc.stdout
+    assert "held-out test item" in proc.stdout
+
     base = [sys.executable, "-m", "bench.recommend", f"run={record['output_dir']}",
             f"user={raw_user}", "k=5"]
-    proc = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "history used: last 5 of" in proc.stdout and "top-5" in proc.stdout
-    assert "held-out test item" in proc.stdout
 
     proc = subprocess.run([*base, "json=true"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
