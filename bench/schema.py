@@ -22,6 +22,8 @@ class TrainerConfig:
     precision: str = "32-true"
     log_every_n_steps: int = 10
     enable_progress_bar: bool = True
+    # Fraction (float) or number (int) of training batches per epoch: smoke tests, startup timing.
+    limit_train_batches: Any = 1.0
 
 
 @dataclass
