@@ -131,6 +131,9 @@ def unknown_option_message(argv: list[str], conf_dir: Path = CONF_DIR) -> str | 
         key, value = arg.split("=", 1)
         group = key.lstrip("+").split("@", 1)[0]
         if group not in groups:
+            typo = _misspelled_key(key, groups, conf_dir)
+            if typo:
+                return typo
             continue
         available = sorted(groups[group])
         for name in _choices(value) or []:
@@ -157,6 +160,23 @@ def _plugin_options(group: str) -> set[str]:
         return {name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)}
     except OSError:
         return set()
+
+
+def _misspelled_key(key: str, groups: dict, conf_dir: Path) -> str | None:
+    """`modle=lstm` -> a suggestion; None for keys that exist or that nothing resembles
+    (Hydra's own message covers those)."""
+    from dataclasses import fields
+
+    from bench.schema import BenchConfig
+
+    if key.startswith(("+", "~")) or "." in key or "/" in key or "@" in key:
+        return None
+    data = yaml.safe_load((conf_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    known = sorted({*groups, *(f.name for f in fields(BenchConfig)), *data})
+    if key in known:
+        return None
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    return f"unknown key '{key}'; did you mean '{close[0]}'?" if close else None
 
 
 def check_argv(argv: list[str] | None = None) -> None:

@@ -56,7 +56,10 @@ def test_did_you_mean_reads_hydra_override_syntax():
     assert unknown_option_message(["+model@x=zzzzzz"]) == \
         f"unknown model 'zzzzzz'; available: {', '.join(MODELS)}"
     assert "'mfx'" in unknown_option_message(["-m", "model=choice(pop,mfx)"])
-    for fine in (["model=pop,mf,lstm"], ["model=${oc.env:M}"], ["experiment=null"],
+    assert unknown_option_message(["modle=lstm"]) == "unknown key 'modle'; did you mean 'model'?"
+    assert unknown_option_message(["sed=3"]) == "unknown key 'sed'; did you mean 'seed'?"
+    for fine in (["resume=true"], ["max_len=20"], ["+anything=1"], ["zzz=1"],
+                 ["model=pop,mf,lstm"], ["model=${oc.env:M}"], ["experiment=null"],
                  ["model.embedding_dim=3"], ["--cfg", "job"], ["seed=1,2"]):
         assert unknown_option_message(fine) is None, fine
 
