@@ -25,6 +25,23 @@ def test_rows_of_rank_splits_users_and_renumbers_pairs():
     assert first["targets"].tolist() == [[0], [1]]
 
 
+@pytest.mark.parametrize("n_rows", [7 * 16, 2 * 16, 16])
+def test_rank_share_deals_one_epoch_order_out_evenly(monkeypatch, n_rows):
+    import bench.training as training
+    from bench.recommender import TrainBatches
+
+    batches = TrainBatches({"rows": torch.arange(n_rows)}, batch_size=16)
+    dealt = []
+    for rank in (0, 1, 2):
+        monkeypatch.setattr(training, "rank_and_world", lambda rank=rank: (rank, 3))
+        dealt.append([b["rows"] for b in training.RankShare(batches, seed=5)])
+    counts = {len(d) for d in dealt}
+    assert counts == {-(-len(batches) // 3)}  # every rank steps equally often
+    seen = torch.cat([b for d in dealt for b in d])
+    assert set(seen.tolist()) == set(range(n_rows))  # one shared order: every row is trained
+    assert len(seen) - n_rows == (counts.pop() * 3 - len(batches)) * 16  # padding only
+
+
 @pytest.mark.slow
 def test_ddp_metrics_equal_single_process_evaluation_of_its_checkpoint(results_dir):
     overrides = [*TINY, "model=lstm", "trainer.max_epochs=1"]
