@@ -58,22 +58,24 @@ def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
 def _top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(values, indices) of the k best per row, ordered by (score desc, index asc).
 
-    torch.topk leaves the order of equal scores unspecified; rows whose k-th score is tied
-    with an item outside the list (or that hold ties inside it) are re-ranked by a stable sort.
+    torch.topk leaves the order of equal scores unspecified. One extra slot tells whether the
+    k-th score is tied with an item outside the list; such rows, and rows with ties inside the
+    list, are re-ranked by a stable sort. A NaN anywhere in a row ranks first in topk, so
+    checking the values finds it without another pass over the scores.
     """
-    k = min(k, scores.shape[1])
-    values, idx = torch.topk(scores, k, dim=1)
-    if k == 0:
-        return values, idx
-    kth = values[:, -1:]
-    has_tie = ((scores == kth).sum(1) > (values == kth).sum(1)) | (
-        values[:, 1:] == values[:, :-1]
-    ).any(1)
+    n = scores.shape[1]
+    k = min(k, n)
+    values, idx = torch.topk(scores, min(k + 1, n), dim=1)
+    if bool(torch.isnan(values).any()):
+        raise BenchError("model produced NaN scores")
+    if values.shape[1] < 2:
+        return values[:, :k], idx[:, :k]
+    has_tie = (values[:, 1:] == values[:, :-1]).any(1)
     if bool(has_tie.any()):
         rows = has_tie.nonzero().squeeze(1)
         sorted_values, order = torch.sort(scores[rows], dim=1, descending=True, stable=True)
-        values[rows], idx[rows] = sorted_values[:, :k], order[:, :k]
-    return values, idx
+        values[rows], idx[rows] = sorted_values[:, : values.shape[1]], order[:, : values.shape[1]]
+    return values[:, :k], idx[:, :k]
 
 
 def _pairs_in(pairs: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,8 +90,8 @@ def rank_top_k(score_items: ScoreItems, batch: dict, n_items: int, k: int,
     chunks of `item_chunk` items (None: one piece), so memory is O(B * item_chunk).
 
     Masks the batch's `seen` pairs; if the batch has `candidates` pairs (sampled evaluation),
-    only those items and the user's targets are rankable. `score_items` may return a view: it
-    is never modified.
+    only those items and the user's targets are rankable. The tensors `score_items` returns
+    hold the same values afterwards (masked in place, then restored).
     """
     n_rows = len(batch["users"])
     chunk = max(1, item_chunk or n_items)
@@ -108,16 +110,22 @@ def rank_top_k(score_items: ScoreItems, batch: dict, n_items: int, k: int,
         if scores.shape != (n_rows, stop - start):
             raise BenchError(f"model scores have shape {tuple(scores.shape)} for items "
                              f"[{start}, {stop}); expected ({n_rows}, {stop - start})")
-        if bool(torch.isnan(scores).any()):
-            raise BenchError(f"model produced NaN scores for items [{start}, {stop})")
         if candidates is not None:
             allowed = torch.zeros(scores.shape, dtype=torch.bool, device=device)
             allowed[_pairs_in(candidates, start, stop)] = True
             allowed[_pairs_in(targets, start, stop)] = True
             scores = scores.masked_fill(~allowed, NEG_INF)
-        scores = scores.index_put(_pairs_in(seen, start, stop),
-                                  torch.tensor(NEG_INF, device=device))
-        values, items = _top_k(scores, k)
+        if not scores.is_contiguous():  # a view or an expanded tensor: never written to
+            scores = scores.contiguous()
+        # Mask in place and restore afterwards: copying a [B, chunk] matrix costs more than
+        # the matmul that produced it; writing back leaves the caller's tensor as it was.
+        masked = _pairs_in(seen, start, stop)
+        kept = scores[masked]
+        scores[masked] = NEG_INF
+        try:
+            values, items = _top_k(scores, k)
+        finally:
+            scores[masked] = kept
         values = torch.cat([best_values, values], 1)
         items = torch.cat([best_items, items + start], 1)
         # Earlier chunks hold smaller item indices: a stable sort keeps index order among ties.

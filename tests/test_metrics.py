@@ -108,7 +108,9 @@ def test_hand_computed_user():
     # 6 items; item 2 already seen; relevant {0, 5, 3}; ranking (after masking) 1, 0, 5, 4, 3.
     scores = torch.tensor([[0.8, 0.9, 1.0, 0.1, 0.3, 0.5]])
     batch = {"users": torch.tensor([7]), "seen": pairs({0: [2]}), "targets": pairs({0: [0, 5, 3]})}
+    before = scores.clone()
     m, top = rank_metrics(scores, batch, [3, 10])
+    assert torch.equal(scores, before)  # masking never leaks into the caller's scores
     assert top.tolist() == [[1, 0, 5, 4, 3, -1, -1, -1, -1, -1]]
     log2 = math.log2
     assert m["hit@3"].item() == 1.0
