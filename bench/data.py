@@ -106,8 +106,9 @@ def split_interactions(df: pd.DataFrame, kind: str, **opts) -> pd.Series:
             raise BenchError(f"split.order={opts.get('order')!r}; expected time or random")
         size = df.groupby("user")["user"].transform("size").to_numpy()
         frac = pos / size
-        fold[frac >= ratios[0]] = "valid"
-        fold[frac >= ratios[0] + ratios[1]] = "test"
+        # The tolerance keeps exact boundaries exact: [0.7, 0.2, 0.1] sums to 0.9999999999999999.
+        fold[frac >= ratios[0] - 1e-9] = "valid"
+        fold[frac >= ratios[0] + ratios[1] - 1e-9] = "test"
     elif kind == "temporal":
         ts = df["timestamp"].to_numpy()
         valid_cut, test_cut = np.quantile(ts, [opts.get("valid_at", 0.8), opts.get("test_at", 0.9)])
