@@ -202,6 +202,7 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
     import pytorch_lightning as pl
     import torch
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+    from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
     from bench.training import RankShare, RecModule
 
@@ -236,19 +237,23 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
     progress = (trainer_cfg.pop("enable_progress_bar", True) and not cfg.quiet
                 and sys.stdout.isatty())
     monitor = "val/ndcg@10"
-    job["phase"] = "train"
     checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best",
                                  monitor=monitor, mode="max", save_weights_only=True)
-    trainer = pl.Trainer(
-        **trainer_cfg,
-        default_root_dir=output_dir,
-        logger=job.setdefault("logger", _logger(cfg, output_dir)),
-        callbacks=[checkpoint, EarlyStopping(monitor=monitor, mode="max", patience=patience),
-                   *([RichProgressBar()] if progress else [])],
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-        enable_progress_bar=progress,
-    )
+    try:
+        trainer = pl.Trainer(
+            **trainer_cfg,
+            default_root_dir=output_dir,
+            logger=job.setdefault("logger", _logger(cfg, output_dir)),
+            callbacks=[checkpoint, EarlyStopping(monitor=monitor, mode="max", patience=patience),
+                       *([RichProgressBar()] if progress else [])],
+            num_sanity_val_steps=0,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+        )
+    except MisconfigurationException as exc:  # e.g. trainer=gpu on a machine without one
+        raise BenchError(f"trainer (accelerator={trainer_cfg.get('accelerator')}, "
+                         f"devices={trainer_cfg.get('devices')}): {exc}") from exc
+    job["phase"] = "train"
     valid, test = prep.stages["valid"], prep.stages["test"]
     train_started = time.perf_counter()
     batches = train_batches(model.batch_kind, prep, train_cfg.get("batch_size", 256),

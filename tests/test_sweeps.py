@@ -89,3 +89,17 @@ def test_search_preset_sets_optuna_maximizing_with_the_space():
     assert sweeper._target_.endswith("OptunaSweeper")
     assert sweeper.direction == "maximize" and sweeper.n_trials == 7
     assert set(sweeper.params) == set(OmegaConf.load(Path(CONF_DIR, "search", "lstm.yaml")))
+
+
+def test_gpu_preset_without_a_gpu_is_bad_input_not_a_failed_run(results_dir, tmp_path):
+    import torch
+
+    from bench.errors import BenchError
+    from bench.run import run_job
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    cfg = compose("trainer=gpu", *TINY, f"results_dir={results_dir}")
+    with pytest.raises(BenchError, match="accelerator=gpu"):
+        run_job(cfg, tmp_path / "run")
+    assert not (results_dir / "records").exists()
