@@ -13,8 +13,8 @@ model's `score_all` on an evaluation batch, ranked by the evaluator's `mask_seen
 history = train + valid interactions, both masked; the held-out item is the user's test item.
 
 `history=[...]` builds the same kind of batch from raw item ids (time order as given; masked
-as seen). Sequence models read its order; models without a user embedding (pop, item-based)
-use it only as the set to mask. Models that score through a learned user id or user features
+as seen). Sequence models read its order; set-based models read it as a set (EASE scores
+from it, pop only masks it). Models that score through a learned user id or user features
 (batch kinds `pairwise`, `features`, e.g. mf) have no vector for a new user: a history
 without `user=` is refused with one line rather than folded in.
 """
