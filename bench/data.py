@@ -402,6 +402,37 @@ class Prepared:
         return torch.stack(inputs), torch.stack(targets)
 
 
+AUGMENTATIONS = ("crop", "mask", "noise")
+
+
+def augment_sequences(inputs: torch.Tensor, targets: torch.Tensor, pad: int,
+                      crop: float = 0.0, mask: float = 0.0, noise: float = 0.0) -> dict:
+    """Train-only augmentation of left-padded next-item windows, drawn afresh per batch:
+    `crop` - probability that a window keeps only a random-length suffix (inputs and targets);
+    `mask` - probability that each input item is hidden (becomes padding);
+    `noise` - probability that each input item is replaced by a random item.
+    Targets are never altered except by cropping; evaluation batches never pass through here."""
+    for name, p in (("crop", crop), ("mask", mask), ("noise", noise)):
+        if not 0.0 <= p <= 1.0:
+            raise BenchError(f"model.train.augment.{name}={p}; expected a probability in [0, 1]")
+    inputs, targets = inputs.clone(), targets.clone()
+    real = inputs != pad
+    if crop > 0:
+        lengths = real.sum(dim=1)
+        keep = (torch.rand(len(inputs)) * lengths).long() + 1  # 1..length items kept
+        chosen = torch.rand(len(inputs)) < crop
+        first_kept = inputs.shape[1] - torch.where(chosen, keep, lengths)
+        cut = torch.arange(inputs.shape[1]).unsqueeze(0) < first_kept.unsqueeze(1)
+        inputs[cut], targets[cut] = pad, pad
+        real = inputs != pad
+    if noise > 0:
+        swap = real & (torch.rand(inputs.shape) < noise)
+        inputs[swap] = torch.randint(0, pad, (int(swap.sum()),))
+    if mask > 0:
+        inputs[real & (torch.rand(inputs.shape) < mask)] = pad
+    return {"inputs": inputs, "targets": targets}
+
+
 def _left_pad(seq: torch.Tensor, length: int, pad: int) -> torch.Tensor:
     out = torch.full((length,), pad, dtype=torch.long)
     if len(seq):
@@ -409,8 +440,11 @@ def _left_pad(seq: torch.Tensor, length: int, pad: int) -> torch.Tensor:
     return out
 
 
-def _encode_side(table: pd.DataFrame | None, n: int, prefix: str):
-    """Categorical columns -> codes (0 = unknown); list columns -> padded multi-hot code lists."""
+def _encode_side(table: pd.DataFrame | None, n: int, prefix: str,
+                 vocab_rows: np.ndarray | None = None):
+    """Categorical columns -> codes (0 = unknown); list columns -> padded multi-hot code lists.
+    A list column's vocabulary (title tokens, genres) comes from `vocab_rows` only (the items
+    seen in train), so held-out items cannot shape it; their other tokens map to 0."""
     feats, sizes = {}, {}
     if table is None:
         return feats, sizes
@@ -419,12 +453,14 @@ def _encode_side(table: pd.DataFrame | None, n: int, prefix: str):
         if values.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
             lists = values.map(lambda v: list(v) if isinstance(v, (list, tuple, np.ndarray))
                                else [])
-            vocab = {tok: i + 1 for i, tok in enumerate(sorted({t for v in lists for t in v},
+            known = lists if vocab_rows is None else lists[vocab_rows]
+            vocab = {tok: i + 1 for i, tok in enumerate(sorted({t for v in known for t in v},
                                                                 key=str))}
             width = max(1, max(len(v) for v in lists))
             codes = torch.zeros((n, width), dtype=torch.long)
             for row, v in enumerate(lists):
-                codes[row, : len(v)] = torch.tensor([vocab[t] for t in v], dtype=torch.long)
+                codes[row, : len(v)] = torch.tensor([vocab.get(t, 0) for t in v],
+                                                    dtype=torch.long)
             feats[col], sizes[f"{prefix}.{col}"] = codes, len(vocab) + 1
         else:
             codes, uniques = pd.factorize(values, sort=True)
@@ -447,7 +483,9 @@ def prepare(split: Split, max_len: int = 50, eval_batch_size: int = 1024) -> Pre
         train_ratings=ratings,
     )
     uf, us = _encode_side(split.users, split.n_users, "user")
-    itf, its = _encode_side(split.items, split.n_items, "item")
+    in_train = np.zeros(split.n_items, dtype=bool)
+    in_train[train["item"].to_numpy()] = True
+    itf, its = _encode_side(split.items, split.n_items, "item", vocab_rows=in_train)
     prep.user_features, prep.item_features = uf, itf
     prep.feature_sizes = {**us, **its}
     prep.stages["valid"] = _eval_stage(prep, df, ("train",), "valid", eval_batch_size)

@@ -7,7 +7,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from bench.data import Prepared
+from bench.data import AUGMENTATIONS, Prepared, augment_sequences
+from bench.errors import BenchError
 
 BATCH_KINDS = ("sequence", "pairwise", "features", "none")
 
@@ -53,11 +54,23 @@ class TrainBatches:
             yield batch
 
 
-def train_batches(kind: str, prep: Prepared, batch_size: int, n_negatives: int = 1):
-    """Training batches of one kind, built from the prepared tensors."""
+def train_batches(kind: str, prep: Prepared, batch_size: int, n_negatives: int = 1,
+                  augment: dict | None = None):
+    """Training batches of one kind, built from the prepared tensors. `augment` (sequence
+    batches only): probabilities for bench.data.augment_sequences (crop, mask, noise)."""
     if kind == "sequence":
         inputs, targets = prep.train_sequences()
-        return TrainBatches({"inputs": inputs, "targets": targets}, batch_size)
+        augment = {k: float(v) for k, v in (augment or {}).items() if v}
+        unknown = set(augment) - set(AUGMENTATIONS)
+        if unknown:
+            raise BenchError(f"model.train.augment.{sorted(unknown)[0]} is unknown; expected "
+                             f"{list(AUGMENTATIONS)}")
+        sample = None
+        if augment:
+            def sample(batch):
+                return augment_sequences(batch["inputs"], batch["targets"], prep.n_items,
+                                         **augment)
+        return TrainBatches({"inputs": inputs, "targets": targets}, batch_size, sample)
     if kind == "pairwise":
         n_items = prep.n_items
 

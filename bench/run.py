@@ -257,7 +257,7 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
     valid, test = prep.stages["valid"], prep.stages["test"]
     train_started = time.perf_counter()
     batches = train_batches(model.batch_kind, prep, train_cfg.get("batch_size", 256),
-                            train_cfg.get("n_negatives", 1))
+                            train_cfg.get("n_negatives", 1), train_cfg.get("augment"))
     trainable = batches is not None and any(p.requires_grad for p in model.parameters())
     if trainable:
         trainer.fit(module, train_dataloaders=RankShare(batches, int(cfg.seed)),

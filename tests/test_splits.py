@@ -119,3 +119,59 @@ def test_unknown_split_options_are_refused():
     frame = pd.DataFrame({"user": [1, 1, 1], "item": [1, 2, 3], "timestamp": [1, 2, 3]})
     with pytest.raises(BenchError, match="split.order='shuffled'"):
         _split(frame, kind="ratio", order="shuffled")
+
+
+# -- side features and sequence preparation --------------------------------------------------
+
+def _tiny_with_titles():
+    inter = pd.DataFrame({"user": [1, 1, 1, 1, 2, 2, 2, 2], "item": [1, 2, 3, 4, 2, 1, 4, 3],
+                          "timestamp": [1, 2, 3, 4, 1, 2, 3, 4]})
+    items = pd.DataFrame({"item": [1, 2, 3, 4], "title": [["red", "fox"], ["blue"],
+                                                          ["secret", "red"], ["hidden"]],
+                          "year": ["1990", "1991", "1992", "1993"]})
+    return prepare_split(RawData(inter, None, items), {}, {"kind": "loo"})
+
+
+def test_title_vocabulary_is_built_on_train_items_only():
+    from bench.data import prepare
+
+    split = _tiny_with_titles()  # items 3 and 4 are only ever valid/test items
+    prep = prepare(split, max_len=4)
+    assert prep.feature_sizes["item.title"] == 1 + 3  # blue, fox, red (+ unknown)
+    codes = prep.item_features["title"].tolist()
+    assert codes[0] == [3, 2] and codes[2] == [0, 3] and codes[3] == [0, 0]
+    assert prep.feature_sizes["item.year"] == 5  # plain attributes keep every value
+
+
+def test_sequence_augmentation_is_train_only_and_leaves_targets_but_crops():
+    import torch
+
+    from bench.data import augment_sequences, prepare
+    from bench.recommender import train_batches
+
+    pad = 50
+    inputs = torch.arange(40).reshape(4, 10) % 49
+    targets = (inputs + 1) % 49
+    torch.manual_seed(0)
+    out = augment_sequences(inputs, targets, pad, mask=0.5)
+    hidden = out["inputs"] == pad
+    assert 0 < hidden.sum() < 40 and torch.equal(out["targets"], targets)
+    assert torch.equal(out["inputs"][~hidden], inputs[~hidden])
+    out = augment_sequences(inputs, targets, pad, crop=1.0)
+    kept = out["inputs"] != pad
+    assert torch.equal(kept, out["targets"] != pad)  # a crop drops whole positions
+    assert (kept.int().diff(dim=1) >= 0).all()  # ... always a prefix, never a hole
+    assert kept.sum(dim=1).min() >= 1
+    out = augment_sequences(inputs, targets, pad, noise=1.0)
+    assert (out["inputs"] < pad).all() and torch.equal(out["targets"], targets)
+
+    prep = prepare(_tiny_with_titles(), max_len=4)
+    plain = next(iter(train_batches("sequence", prep, 8)))
+    torch.manual_seed(1)
+    masked = next(iter(train_batches("sequence", prep, 8, augment={"mask": 1.0})))
+    assert (masked["inputs"] == prep.n_items).all() and plain["inputs"].ne(prep.n_items).any()
+    assert len(prep.stages["test"].batches[0]["history"][0].ne(prep.n_items).nonzero()) == 3
+    with pytest.raises(BenchError, match="model.train.augment.shuffle is unknown"):
+        train_batches("sequence", prep, 8, augment={"shuffle": 0.1})
+    with pytest.raises(BenchError, match=r"augment.crop=1.5; expected a probability"):
+        next(iter(train_batches("sequence", prep, 8, augment={"crop": 1.5})))
