@@ -1,11 +1,13 @@
 """The first ten minutes: `--help` lists what exists, misspelled options get a suggestion."""
 
+import re
 import subprocess
 import sys
 
 import yaml
 
 from bench.help import unknown_option_message
+from bench.records import load_records
 from tests.conftest import CONF_DIR, ROOT, TINY, run_bench
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
@@ -98,11 +100,19 @@ def _run_on_terminal(args: list[str]) -> tuple[int, str]:
     return proc.wait(timeout=120), b"".join(chunks).decode(errors="replace")
 
 
-def test_epoch_progress_is_a_rich_bar_on_a_terminal_and_silent_when_piped(results_dir):
-    args = ["model=lstm", *TINY, "trainer.max_epochs=1", "quiet=false"]
-    rc, shown = _run_on_terminal([*args, f"results_dir={results_dir}"])
+def test_epoch_and_sweep_progress_on_a_terminal_and_silent_when_piped(results_dir):
+    args = ["model=pop,lstm", *TINY, "trainer.max_epochs=1", "quiet=false"]
+    rc, shown = _run_on_terminal([*args, f"results_dir={results_dir}", "-m"])
     assert rc == 0, shown[-2000:]
     assert "Epoch 0/0" in shown and "━━━━" in shown  # Lightning's RichProgressBar
-    proc = run_bench(*args, results_dir=results_dir)
+    lines = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line).strip() for line in shown.splitlines()]
+    board = {r["model"]: r["metrics"]["test"]["ndcg@10"] for r in load_records(results_dir)}
+    assert f"[1/2] pop seed=0: test ndcg@10 {board['pop']:.4f} | leaders: pop " \
+        f"{board['pop']:.4f}" in lines
+    leaders = ", ".join(f"{m} {v:.4f}" for m, v in sorted(board.items(), key=lambda x: -x[1]))
+    assert f"[2/2] lstm seed=0: test ndcg@10 {board['lstm']:.4f} | leaders: {leaders}" in lines
+
+    proc = run_bench(*args, "-m", results_dir=results_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "Epoch" not in proc.stdout + proc.stderr and "lstm" in proc.stdout
+    assert "Epoch" not in proc.stdout + proc.stderr and "[1/2]" not in proc.stdout
+    assert "lstm" in proc.stdout  # the leaderboard at the end of the sweep is still printed
