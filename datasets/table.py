@@ -27,9 +27,6 @@ class Table:
                  item_key: str = "item", item_features: list[str] | None = None,
                  list_features: list[str] | None = None, list_sep: str = "|",
                  format: str | None = None, sep: str | None = None, encoding: str = "utf-8"):
-        if not interactions:
-            raise BenchError("dataset.interactions is required: the path of the interactions "
-                             "table (csv, tsv or parquet)")
         self.paths = {"interactions": interactions, "users": users, "items": items}
         self.columns = dict(columns or {})
         unknown = set(self.columns) - set(CANONICAL)
@@ -49,6 +46,9 @@ class Table:
                                self.encoding)
 
     def load(self) -> RawData:
+        if not self.paths["interactions"]:
+            raise BenchError("dataset.interactions is required: the path of the interactions "
+                             "table (csv, tsv or parquet)")
         frame = self._read("interactions")
         source = frame.attrs["source"]
         mapping = {canon: self.columns.get(canon, canon) for canon in CANONICAL}

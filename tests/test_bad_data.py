@@ -281,3 +281,8 @@ def test_arbitrary_csv_cells_give_a_split_or_one_clear_line(tmp_path_factory, ro
         return
     ts = split.frame["timestamp"]
     assert (ts > 0).all() and split.frame["rating"].between(0, 10).all()
+
+
+def test_table_without_a_path_says_which_key(tmp_path):
+    with pytest.raises(BenchError, match=r"dataset\.interactions is required"):
+        _run(Table())
