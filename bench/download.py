@@ -158,14 +158,17 @@ def ensure_archive(name: str, url: str, folder: str, cache: str | os.PathLike | 
         if folder_path.is_dir():
             return folder_path
     zip_path = fetch(url, root / f"{name}.zip", md5=md5, sha256=sha256, progress=progress)
-    extracted = extract_zip(zip_path, root / f".{name}.extracted")
-    try:
-        inner = extracted / folder
+    # A private staging folder per process: parallel jobs may extract the same archive at once.
+    with tempfile.TemporaryDirectory(dir=root, prefix=f".{name}.") as staging:
+        inner = extract_zip(zip_path, Path(staging) / "x") / folder
         if not inner.is_dir():
             raise BenchError(f"{zip_path}: archive lacks the folder {folder!r}")
-        if folder_path.exists():
-            shutil.rmtree(folder_path)
-        os.replace(inner, folder_path)
-    finally:
-        shutil.rmtree(extracted, ignore_errors=True)
+        complete = (folder_path / marker).is_file() if marker else folder_path.is_dir()
+        if not complete:
+            if folder_path.exists():
+                shutil.rmtree(folder_path)  # a partial copy left by an older interruption
+            try:
+                os.replace(inner, folder_path)
+            except OSError:
+                pass  # another process placed the same files first
     return folder_path
