@@ -286,3 +286,23 @@ def test_arbitrary_csv_cells_give_a_split_or_one_clear_line(tmp_path_factory, ro
 def test_table_without_a_path_says_which_key(tmp_path):
     with pytest.raises(BenchError, match=r"dataset\.interactions is required"):
         _run(Table())
+
+
+_latin1_title = st.text(st.characters(min_codepoint=32, max_codepoint=255,
+                                      blacklist_characters="\x7f"), min_size=1, max_size=30)
+
+
+@PROPS
+@given(st.lists(_latin1_title.filter(lambda t: "::" not in t and not t.endswith(":")
+                                     and t.strip()), min_size=1, max_size=8))
+def test_ml1m_titles_with_colons_and_accents_survive_the_double_colon_format(tmp_path_factory,
+                                                                             titles):
+    from bench.datasets.ml100k import title_tokens
+
+    files = ml1m_files(n_items=len(titles), per_user=1)
+    files["movies.dat"] = "".join(f"{i}::{t} (1999)::Drama\n" for i, t in
+                                  enumerate(titles, start=1)).encode("latin-1")
+    root = write_files(tmp_path_factory.mktemp("m"), files)
+    items = ML1M(root=str(root)).load().items
+    assert items["title"].tolist() == [title_tokens(f"{t} (1999)") for t in titles]
+    assert items["genres"].tolist() == [["Drama"]] * len(titles)
