@@ -104,6 +104,7 @@ class RecModule(pl.LightningModule):
         self.results: dict[str, MetricAccumulator] = {}
         self.history: list[dict] = []  # validation summaries per epoch
         self.startup_s: float | None = None  # process start -> first training step
+        self.loss_sum, self.loss_rows = torch.zeros(()), 0
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         if self.startup_s is None and (started := process_started()) is not None:
@@ -116,9 +117,24 @@ class RecModule(pl.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"training loss is {loss.item()} at epoch {self.current_epoch}, "
                                 f"step {self.global_step}")
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(next(iter(batch.values()))))
+        # Summed here and logged once per epoch: Lightning's per-step logging costs ~5 ms a
+        # step on CPU, more than a whole MF step.
+        rows = len(next(iter(batch.values())))
+        self.loss_sum = self.loss_sum + loss.detach() * rows
+        self.loss_rows += rows
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self.loss_sum, self.loss_rows = torch.zeros((), device=self.device), 0
+
+    def on_train_epoch_end(self) -> None:
+        if self.loss_rows:
+            self.log("train/loss", self.loss_sum / self.loss_rows, prog_bar=True, sync_dist=True)
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        if device.type == "cpu":  # batches are born on the CPU; skip Lightning's per-step walk
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def _start(self) -> None:
         self.accumulator = MetricAccumulator(self.ks, self.n_items, self.item_popularity,
