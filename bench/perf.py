@@ -160,6 +160,24 @@ def default_job_seconds(threads: int) -> float | None:
         return round(time.perf_counter() - started, 2) if proc.returncode == 0 else None
 
 
+def evaluator_scale(sizes: list[str], threads: int) -> list[dict]:
+    """The evaluator alone on synthetic embeddings (bench.eval_bench), one process per size
+    USERSxITEMS[:ITEM_CHUNK], so each peak RSS is its own."""
+    rows = []
+    for size in sizes:
+        shape, _, chunk = size.partition(":")
+        users, items = shape.lower().split("x")
+        cmd = [sys.executable, "-m", "bench.eval_bench", "--users", users, "--items", items,
+               "--threads", str(threads), *(["--item-chunk", chunk] if chunk else [])]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=_env(threads))
+        if proc.returncode != 0:
+            print(f"eval_bench {size} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    return rows
+
+
 def _env(threads: int) -> dict:
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE",
             "WANDB_MODE": "disabled"}
@@ -202,6 +220,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads everywhere")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "perf")
     parser.add_argument("--no-startup", action="store_true", help="skip the real-job timings")
+    parser.add_argument("--eval-sizes", nargs="*",
+                        default=["943x1682", "6040x3706", "100000x50000:8192"],
+                        help="evaluator-only sizes USERSxITEMS[:ITEM_CHUNK] (none: skip)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # JSON list of overrides
     args = parser.parse_args(argv)
     if args.worker:
@@ -231,11 +252,12 @@ def main(argv: list[str] | None = None) -> None:
                 row["startup_s"] = startup(overrides, args.threads)
             rows.append(row)
             print(table([row]).splitlines()[-1], flush=True)
+    scale = evaluator_scale(args.eval_sizes, args.threads)
     default_s = None if args.no_startup else default_job_seconds(args.threads)
     report = {"command": command, "date": datetime.now(timezone.utc).isoformat("seconds"),
               "hardware": hardware(args.threads), "epochs": args.epochs,
               "loadavg_start": started_load, "loadavg_end": os.getloadavg(),
-              "default_job_s": default_s, "rows": rows}
+              "default_job_s": default_s, "rows": rows, "evaluator_scale": scale}
     text = "\n".join([
         "# recbench performance", "",
         f"Command: `{command}`  ", f"Date: {report['date']}  ",
@@ -250,6 +272,12 @@ def main(argv: list[str] | None = None) -> None:
         "measuring process; startup_s = real `python -m bench` job, process start to first "
         "training step (cold data cache).", "",
         table(rows), "",
+        "Evaluator alone (bench.eval_bench: 64-dim synthetic embeddings, 20 seen items masked "
+        "per user, one process per size):", "",
+        "| users | items | item_chunk | eval_s | users_per_s | peak_rss_mb |",
+        "|---|---|---|---|---|---|",
+        *(f"| {r['n_users']:,} | {r['n_items']:,} | {r['item_chunk'] or 'all'} | {r['eval_s']} "
+          f"| {r['users_per_s']:,} | {r['peak_rss_mb']:,} |" for r in scale), "",
         f"`python -m bench` default job end to end: {default_s} s", ""])
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
