@@ -68,11 +68,12 @@ def test_did_you_mean_reads_hydra_override_syntax():
 
 def test_cfg_job_prints_the_composed_config_and_runs_nothing(results_dir):
     # The README's spelling, `--cfg job` before the overrides, as Hydra users type it.
-    cmd = [sys.executable, "-m", "bench", "--cfg", "job", "model=mf", f"results_dir={results_dir}"]
+    cmd = [sys.executable, "-m", "bench", "--cfg", "job", "model=lstm",
+           f"results_dir={results_dir}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     cfg = yaml.safe_load(proc.stdout)
-    assert cfg["model"]["_target_"] == "bench.models.mf.MatrixFactorization"
+    assert cfg["model"]["_target_"] == "bench.models.lstm.LSTMRecommender"
     assert cfg["results_dir"] == str(results_dir) and "hydra" not in cfg
     assert not results_dir.exists()
 
