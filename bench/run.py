@@ -233,6 +233,9 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
                        item_chunk=cfg.eval.get("item_chunk"))
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     patience = trainer_cfg.pop("patience")
+    # A model's own epoch budget (model.train.max_epochs) caps the trainer's, never raises it.
+    if train_cfg.get("max_epochs"):
+        trainer_cfg["max_epochs"] = min(trainer_cfg["max_epochs"], train_cfg["max_epochs"])
     # Redrawn bars only on a terminal: piped output (CI, logs, sweeps' files) stays clean.
     progress = (trainer_cfg.pop("enable_progress_bar", True) and not cfg.quiet
                 and sys.stdout.isatty())
