@@ -99,18 +99,22 @@ def finish(proc: subprocess.Popen, timeout: int = 300) -> tuple[int, str]:
     return proc.returncode, err
 
 
-def check_intact(results_dir: Path) -> dict:
-    """Records parse, no job is recorded twice, the view lists only real records, once each."""
+def check_intact(results_dir: Path) -> tuple[dict, int]:
+    """Records parse and the view lists only real records, once each. Returns the records by
+    run id and how many finished records repeat a job (config hash, seed): must stay 0."""
     recs = load_records(results_dir)
     finished = [r for r in recs if r["status"] == "finished"]
-    keys = Counter(job_key(r) for r in finished)
-    assert max(keys.values(), default=1) == 1, f"duplicate records: {keys}"
+    duplicates = sum(n - 1 for n in Counter(job_key(r) for r in finished).values())
     view = results_dir / "leaderboard.csv"
     if view.exists():
         board = pd.read_csv(view)
         assert board["run_id"].is_unique
         assert set(board["run_id"]) <= {r["run_id"] for r in finished}
-    return {r["run_id"]: r for r in recs}
+    return {r["run_id"]: r for r in recs}, duplicates
+
+
+def report(name: str, **figures) -> None:
+    print(f"\n[{name}] " + " ".join(f"{k}={v}" for k, v in figures.items()))
 
 
 def test_kill_9_in_every_phase_loses_nothing_and_resume_finishes_only_the_missing(results_dir):
@@ -119,7 +123,7 @@ def test_kill_9_in_every_phase_loses_nothing_and_resume_finishes_only_the_missin
     plan = [("data", 2, 0), ("train", 1, rng.randrange(2)), ("eval", 1, rng.randrange(3)),
             ("record", 1, 0), (None, 0, 0)]
     seen: dict[str, dict] = {}
-    killed = lost = 0
+    killed = lost = duplicates = 0
     for phase, job, step in plan:
         args = [*SWEEP, "-m"] if not seen else [*SWEEP, "resume=true", "-m"]
         rc, err = finish(bench(args, results_dir, f"{phase}:{job}:{step}" if phase else None))
@@ -128,12 +132,13 @@ def test_kill_9_in_every_phase_loses_nothing_and_resume_finishes_only_the_missin
             killed += 1
         else:
             assert rc == 0, err[-2000:]
-        now = check_intact(results_dir)
-        lost += len(set(seen) - set(now))
+        now, dups = check_intact(results_dir)
+        lost, duplicates = lost + len(set(seen) - set(now)), duplicates + dups
         if phase == "record":  # the half-written temporary file exists and is never read
             assert list((results_dir / "records").glob(".*.json.*.tmp"))
         seen = now
-    assert lost == 0 and killed == 4
+    report("kill -9 by phase", cases=len(plan), killed=killed, lost=lost, duplicates=duplicates)
+    assert lost == 0 and duplicates == 0 and killed == 4
     finished = [r for r in seen.values() if r["status"] == "finished"]
     assert sorted((r["model"], r["seed"]) for r in finished) == [
         ("mf", 0), ("mf", 1), ("pop", 0), ("pop", 1)]
@@ -152,24 +157,29 @@ def test_kill_9_in_every_phase_loses_nothing_and_resume_finishes_only_the_missin
 def test_kill_9_at_random_times_then_resume(results_dir):
     rng = random.Random(9)
     seen: dict[str, dict] = {}
-    killed = lost = 0
+    killed = lost = duplicates = 0
     for _ in range(1):  # the phase test above kills on purpose; this one at a random moment
         proc = bench([*SWEEP, "resume=true", "-m"], results_dir, start_new_session=True)
-        time.sleep(rng.uniform(5.0, 10.0))
+        # a random moment after the first record lands (startup time varies with load)
+        while not list(results_dir.glob("records/*.json")) and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             killed += 1
         finish(proc)
-        now = check_intact(results_dir)
-        lost += len(set(seen) - set(now))
+        now, dups = check_intact(results_dir)
+        lost, duplicates = lost + len(set(seen) - set(now)), duplicates + dups
         seen = now
     rc, err = finish(bench([*SWEEP, "resume=true", "-m"], results_dir))
     assert rc == 0, err[-2000:]
-    now = check_intact(results_dir)
-    lost += len(set(seen) - set(now))
+    now, dups = check_intact(results_dir)
+    lost, duplicates = lost + len(set(seen) - set(now)), duplicates + dups
     done_before = sum(r["status"] == "finished" for r in seen.values())
     assert err.count("skipped") == done_before  # only the missing jobs ran
-    assert lost == 0 and killed >= 1
+    report("kill -9 at a random time", killed=killed, finished_before_kill=done_before,
+           lost=lost, duplicates=duplicates)
+    assert lost == 0 and duplicates == 0 and killed >= 1
     assert sorted((r["model"], r["seed"]) for r in now.values()) == [
         ("mf", 0), ("mf", 1), ("pop", 0), ("pop", 1)]
 
@@ -244,6 +254,9 @@ def test_many_writers_finishing_at_once_each_record_appears_once(results_dir):
         p.join(120)
     assert [p.exitcode for p in procs] == [0] * workers
     recs = load_records(results_dir)
+    report("concurrent writers", writers=workers, records=len(recs),
+           lost=workers * per_worker - len({r["run_id"] for r in recs}),
+           duplicates=len(recs) - len({r["run_id"] for r in recs}))
     assert len(recs) == workers * per_worker == len({r["run_id"] for r in recs})
     board = pd.read_csv(results_dir / "leaderboard.csv")
     assert len(board) == workers * per_worker and board["run_id"].is_unique
