@@ -91,11 +91,22 @@ def hardware() -> dict:
 
     return {
         "machine": platform.machine(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_model() or platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def _cpu_model() -> str | None:
+    """The CPU's marketing name on Linux (platform.processor() there is just the arch)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def records_dir(results_dir: str | Path) -> Path:
