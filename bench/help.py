@@ -82,6 +82,11 @@ def groups_text(conf_dir: Path = CONF_DIR) -> str:
     """The config groups section of `--help`: every option with its one-line description."""
     defaults = default_choices(conf_dir)
     groups = group_options(conf_dir)
+    for group in ("hydra/launcher", "hydra/sweeper"):  # scaling out: the installed engines
+        plugins = {name: "(installed Hydra plugin)" for name in sorted(_plugin_options(group))
+                   if name not in groups.get(group, {})}
+        if plugins:
+            groups[group] = {**groups.get(group, {}), **plugins}
     width = max((len(o) for options in groups.values() for o in options), default=0) + 2
     lines = []
     for group, options in groups.items():
@@ -157,7 +162,9 @@ def _plugin_options(group: str) -> set[str]:
 
     Plugins.instance()
     try:
-        return {name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)}
+        # Entries without .yaml are sub-groups (optuna's `sampler`), not options.
+        return {name.removesuffix(".yaml") for name in ConfigStore.instance().list(group)
+                if name.endswith(".yaml")}
     except OSError:
         return set()
 

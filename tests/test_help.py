@@ -35,6 +35,8 @@ def test_help_names_every_model_and_dataset_with_its_description(results_dir):
 
 def test_help_describes_every_split_trainer_and_logger_option(results_dir):
     text = "\n".join(_help_lines(results_dir))
+    for engine in ("slurm", "joblib", "optuna"):  # conf/hydra presets and installed plugins
+        assert re.search(rf"\n +{engine} +\S", text), engine
     for group in ("split", "trainer", "logger"):
         for path in sorted((CONF_DIR / group).glob("*.yaml")):
             comment = next(line for line in path.read_text().splitlines()
