@@ -124,3 +124,18 @@ def test_table_plugin_runs_a_sweep_on_a_csv_written_here(tmp_path, results_dir):
     assert {r["data"]["n_users"] for r in records} == {40}
     assert all(r["cleaning"]["rows"]["interactions"] == [320, 320] for r in records)
     assert len(list((results_dir / "cache").iterdir())) == 1  # parsed once, reused by job 2
+
+
+@pytest.mark.slow
+def test_ml100k_trains_and_evaluates_end_to_end(ml100k_root, results_dir):
+    proc = run_bench("dataset=ml100k", f"dataset.root={ml100k_root}", "model=pop", "quiet=true",
+                     "threads=1", "logger=none", results_dir=results_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record,) = load_records(results_dir)
+    assert record["data"]["n_users"] == 943 and record["data"]["n_items"] == 1682
+    assert record["data"]["n_interactions"] == 100_000
+    assert record["data"]["folds"]["test"]["interactions"] == 943
+    assert record["cleaning"]["rows"]["interactions"] == [100_000, 100_000]
+    assert record["protocol"]["cleaning"] == record["cleaning"]["fingerprint"]
+    # popularity on ML-100K leave-one-out, full ranking: HR@10 0.0859 (81 of 943 users)
+    assert round(record["metrics"]["test"]["hit@10"] * 943) == 81
