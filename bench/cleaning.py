@@ -234,6 +234,11 @@ def _is_na_text(series: pd.Series) -> np.ndarray:
     return na
 
 
+def _floats(series: pd.Series) -> np.ndarray:
+    """A writable float copy; missing values (NaN or pandas NA) become NaN."""
+    return np.array(series.to_numpy(dtype=float, na_value=np.nan), dtype=float)
+
+
 def _as_id(series: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray, str]:
     """-> (typed ids with missing as NA, malformed mask, what was expected)."""
     na = _is_na_text(series)
@@ -243,11 +248,16 @@ def _as_id(series: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray, str]:
                             if v is not None else None)
         return values, np.zeros(len(series), bool), "an id"
     expected = "a non-negative integer id"
-    if pd.api.types.is_integer_dtype(series) and not na.any():
-        bad = series.to_numpy() < 0
-        return series.astype(np.int64).where(~bad, 0), bad, expected
+    if pd.api.types.is_integer_dtype(series):  # exact, even beyond 2**53; nullable or not
+        vals = series.to_numpy(dtype=np.int64, na_value=0)
+        bad = ~na & (vals < 0)
+        if not na.any():
+            return pd.Series(np.where(bad, 0, vals), index=series.index), bad, expected
+        out = pd.array(vals, dtype="Int64")
+        out[na | bad] = pd.NA
+        return pd.Series(out, index=series.index), bad, expected
     if pd.api.types.is_numeric_dtype(series):
-        num = np.array(series, dtype=float)
+        num = _floats(series)
         bad = ~na & ((num < 0) | (num != np.floor(num)) | ~np.isfinite(num) | (num >= 2**63))
         ok = ~na & ~bad
         out = pd.array(np.where(ok, num, 0).astype(np.int64), dtype="Int64")
@@ -282,9 +292,9 @@ def _as_epoch(series: pd.Series) -> tuple[pd.Series, np.ndarray, str]:
         bad = np.zeros(len(series), bool)
         na = np.isnan(num)
     elif pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        if pd.api.types.is_integer_dtype(series):
+        if pd.api.types.is_integer_dtype(series) and not series.isna().any():
             return series.astype(np.int64), np.zeros(len(series), bool), expected
-        num = np.array(series, dtype=float)
+        num = _floats(series)
         na = np.isnan(num)
         bad = np.isinf(num)
     else:

@@ -191,6 +191,10 @@ REPAIRS = [
     ("parquet with a missing item id", lambda t: _parquet(t, pd.DataFrame(
         {"user": [1, 1, 2, 2], "item": [1.0, np.nan, 2.0, 3.0], "timestamp": [5, 6, 7, 8]})),
      None, ("interactions", "missing"), 1, 3),
+    ("parquet nullable ints with a missing user", lambda t: _parquet(t, pd.DataFrame(
+        {"user": pd.array([1, None, 2, 2], dtype="Int64"), "item": [1, 2, 2, 3],
+         "timestamp": pd.array([5, 6, None, 8], dtype="Int64")})),
+     None, ("interactions", "missing"), 2, 2),
     ("blank lines and CRLF are fine", lambda t: _table(
         t, GOOD_CSV.replace("\n", "\r\n") + "\r\n\r\n"), None, ("interactions", "malformed"), 0,
      4),
@@ -306,3 +310,14 @@ def test_ml1m_titles_with_colons_and_accents_survive_the_double_colon_format(tmp
     items = ML1M(root=str(root)).load().items
     assert items["title"].tolist() == [title_tokens(f"{t} (1999)") for t in titles]
     assert items["genres"].tolist() == [["Drama"]] * len(titles)
+
+
+def test_parquet_keeps_huge_ids_exact_and_reads_datetime_columns(tmp_path):
+    big = 2**60 + 1  # not representable as a float64
+    frame = pd.DataFrame({"user": [big, big, 7], "item": [1, 2, 1],
+                          "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02",
+                                                       "2024-01-03T02:00:00+02:00"],
+                                                      utc=True, format="ISO8601")})
+    split = _run(_parquet(tmp_path, frame))
+    assert set(split.user_ids.tolist()) == {big, 7}
+    assert sorted(split.frame["timestamp"]) == [1704067200, 1704153600, 1704240000]
