@@ -67,6 +67,14 @@ class Table:
         out.attrs["source"] = source
         return RawData(out, self._side("users"), self._side("items"))
 
+    def _list(self, value) -> list[str]:
+        """"Rock|Indie" -> ["Rock", "Indie"]; a Parquet list stays a list."""
+        if isinstance(value, (list, tuple, np.ndarray)):
+            return [str(t) for t in value]
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(self.list_sep) if t.strip()]
+        return []
+
     def _side(self, name: str) -> pd.DataFrame | None:
         if not self.paths[name]:
             return None
@@ -83,10 +91,13 @@ class Table:
             raise BenchError(f"{frame.attrs['source']}: no feature column(s) {missing}")
         out = frame[[key, *wanted, LINE, ERROR]].rename(columns={key: canon})
         for col in wanted:
-            if col in self.list_features:
-                out[col] = out[col].map(lambda v: [t.strip() for t in str(v).split(self.list_sep)
-                                                   if t.strip()] if isinstance(v, str) else [])
-            else:
-                out[col] = out[col].map(lambda v: None if pd.isna(v) else str(v))
+            out[col] = out[col].map(self._list if col in self.list_features else _category)
         out.attrs["source"] = frame.attrs["source"]
         return out
+
+
+def _category(value) -> str | None:
+    """A categorical feature value as text; lists (from Parquet) become one joined label."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "|".join(map(str, value))
+    return None if pd.isna(value) else str(value)

@@ -321,3 +321,18 @@ def test_parquet_keeps_huge_ids_exact_and_reads_datetime_columns(tmp_path):
     split = _run(_parquet(tmp_path, frame))
     assert set(split.user_ids.tolist()) == {big, 7}
     assert sorted(split.frame["timestamp"]) == [1704067200, 1704153600, 1704240000]
+
+
+def test_parquet_side_table_with_list_and_null_columns(tmp_path):
+    pd.DataFrame({"item": [1, 2, 3], "tags": [["a", "b"], [], None],
+                  "shelf": [["x"], None, ["y", "z"]], "brand": ["k", None, "k"]}
+                 ).to_parquet(tmp_path / "items.parquet")
+    log = pd.DataFrame({"user": [1, 1, 1], "item": [1, 2, 3], "timestamp": [1, 2, 3]})
+    log.to_parquet(tmp_path / "log.parquet")
+    table = Table(interactions=str(tmp_path / "log.parquet"),
+                  items=str(tmp_path / "items.parquet"), list_features=["tags"])
+    items = _run(table).items
+    assert items["tags"].tolist() == [["a", "b"], [], []]
+    assert items["shelf"].isna().tolist() == items["brand"].isna().tolist() == [False, True,
+                                                                                 False]
+    assert items["shelf"][0] == "x" and items["shelf"][2] == "y|z"
