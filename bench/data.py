@@ -1,6 +1,7 @@
-"""The data spine: canonical tables -> filter -> id remap -> split -> tensors.
+"""The data spine: canonical tables -> clean -> filter -> id remap -> split -> tensors.
 
 Every dataset plugin returns a `RawData` of canonical tables; everything after that is shared.
+`load_split` runs clean (bench.cleaning) -> split through an on-disk cache of the result.
 Time order is total: interactions are sorted by (timestamp, original row order) with a stable
 sort, so "the last item" of a user is always defined.
 """

@@ -158,3 +158,14 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
     assert cache_dir(tmp_path / "cfg") == tmp_path / "cfg"
     monkeypatch.delenv("RECBENCH_DATA")
     assert cache_dir(None) == Path("~/.cache/recbench").expanduser()
+
+
+def test_ml1m_downloads_from_its_archive_layout(server, tmp_path):
+    from bench.datasets.ml1m import ML1M
+    from tests.fake_movielens import ml1m_files
+
+    body = zip_bytes({f"ml-1m/{n}": c for n, c in ml1m_files().items()})
+    server.files["/ml-1m.zip"] = body
+    raw = ML1M(cache_dir=str(tmp_path), url=server.url("/ml-1m.zip"), md5=_md5(body),
+               sha256=hashlib.sha256(body).hexdigest(), progress=False).load()
+    assert len(raw.interactions) == 72 and (tmp_path / "ml-1m" / "ratings.dat").is_file()
