@@ -162,6 +162,7 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
 
 def test_ml1m_downloads_from_its_archive_layout(server, tmp_path):
     from bench.datasets.ml1m import ML1M
+
     from tests.fake_movielens import ml1m_files
 
     body = zip_bytes({f"ml-1m/{n}": c for n, c in ml1m_files().items()})
