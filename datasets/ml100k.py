@@ -8,13 +8,12 @@ items (genre list from the 19 flags, title tokens, release year).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench.data import RawData
-from bench.download import ensure_archive
+from bench.download import ArchiveDataset
 from bench.readers import ERROR, read_delimited
 
 URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
@@ -30,24 +29,10 @@ _YEAR = re.compile(r"\((\d{4})\)\s*$")
 _TOKEN = re.compile(r"[^\W_]+")  # letters and digits, accents included
 
 
-class ML100K:
+class ML100K(ArchiveDataset):
+    archive = "ml-100k"
     files = ("u.data", "u.user", "u.item")
-
-    def __init__(self, root: str | None = None, cache_dir: str | None = None,
-                 progress: bool = True, zip_prefix: int = 2, url: str = URL, md5: str = MD5,
-                 sha256: str | None = SHA256):
-        self.root, self.cache_dir, self.progress = root, cache_dir, progress
-        self.zip_prefix, self.url, self.md5, self.sha256 = zip_prefix, url, md5, sha256
-
-    def location(self) -> Path:
-        """The folder holding the raw files: `root`, or the cache (downloading once)."""
-        if self.root:
-            return Path(self.root).expanduser()
-        return ensure_archive("ml-100k", self.url, "ml-100k", self.cache_dir, md5=self.md5,
-                              sha256=self.sha256, marker="u.data", progress=self.progress)
-
-    def source_files(self) -> list[Path]:
-        return [self.location() / name for name in self.files]
+    URL, MD5, SHA256 = URL, MD5, SHA256
 
     def load(self) -> RawData:
         root = self.location()

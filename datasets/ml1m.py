@@ -7,12 +7,10 @@ occupation, zip prefix), items (genre list, title tokens, release year).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from bench.datasets.ml100k import item_features, user_features
 
 from bench.data import RawData
-from bench.download import ensure_archive
+from bench.download import ArchiveDataset
 from bench.readers import read_delimited
 
 URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
@@ -26,24 +24,10 @@ OCCUPATIONS = ("other", "academic/educator", "artist", "clerical/admin", "colleg
                "tradesman/craftsman", "unemployed", "writer")
 
 
-class ML1M:
+class ML1M(ArchiveDataset):
+    archive = "ml-1m"
     files = ("ratings.dat", "users.dat", "movies.dat")
-
-    def __init__(self, root: str | None = None, cache_dir: str | None = None,
-                 progress: bool = True, zip_prefix: int = 2, url: str = URL, md5: str = MD5,
-                 sha256: str | None = SHA256):
-        self.root, self.cache_dir, self.progress = root, cache_dir, progress
-        self.zip_prefix, self.url, self.md5, self.sha256 = zip_prefix, url, md5, sha256
-
-    def location(self) -> Path:
-        """The folder holding the raw files: `root`, or the cache (downloading once)."""
-        if self.root:
-            return Path(self.root).expanduser()
-        return ensure_archive("ml-1m", self.url, "ml-1m", self.cache_dir, md5=self.md5,
-                              sha256=self.sha256, marker="ratings.dat", progress=self.progress)
-
-    def source_files(self) -> list[Path]:
-        return [self.location() / name for name in self.files]
+    URL, MD5, SHA256 = URL, MD5, SHA256
 
     def load(self) -> RawData:
         root = self.location()
