@@ -8,12 +8,13 @@ value per row, 2-D codes [N, m] are a bag (multi-hot), pooled by mean over its n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.evaluation import score_all_in_chunks
 from bench.recommender import Recommender
 
 # Upper bound on floats held by one chunk of pairwise hidden activations (64 MB in fp32).
@@ -171,16 +172,10 @@ class MLP(nn.Module):
         item_part = item_x @ first.weight[:, du:].T + first.bias  # [N, h]
         width = max(first.out_features, *(layer.out_features for layer in self.hidden))
         chunk = max(1, PAIR_CHUNK_FLOATS // max(1, len(user_x) * width))
-        return chunked_item_scores(
-            lambda sl: self._rest(user_part[:, None, :] + item_part[None, sl], True).squeeze(-1),
-            len(item_x), chunk)
-
-
-def chunked_item_scores(score_chunk: Callable[[slice], torch.Tensor], n_items: int,
-                        chunk: int) -> torch.Tensor:
-    """Catalog scores assembled from item slices: score_chunk(slice) -> [B, len(slice)]."""
-    return torch.cat([score_chunk(slice(s, min(s + chunk, n_items)))
-                      for s in range(0, n_items, chunk)], dim=1)
+        return score_all_in_chunks(
+            lambda start, stop: self._rest(user_part[:, None, :] + item_part[None, start:stop],
+                                           True).squeeze(-1),
+            len(user_x), len(item_x), chunk)
 
 
 def flat(vectors: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,10 @@ class LogisticRegression(PointwiseRecommender):
 
     Without crosses a linear model ranks every user's catalog the same way (the user terms are
     constant per user), so user-field x item-feature crosses (e.g. user id x genre, age x genre)
-    carry the personalization. `crosses: auto` crosses every user-side field with every item
-    feature (not the item id). Catalog scores decompose: item terms + one matmul per cross.
+    carry the personalization. `crosses: auto` crosses every user-side field with every
+    item-side field except user id x item id (pure memorization of the training pairs), so it
+    learns e.g. per-occupation item popularity and per-user genre affinity. Catalog scores
+    decompose: item terms + one matmul per cross.
     """
 
     def __init__(self, n_users: int, n_items: int, feature_sizes: dict[str, int],
@@ -23,7 +25,7 @@ class LogisticRegression(PointwiseRecommender):
         sizes = self.fields.sizes
         if crosses == "auto":
             crosses = [[u, i] for u in self.fields.user_names for i in self.fields.item_names
-                       if i != "item"]
+                       if (u, i) != ("user", "item")]
         for pair in crosses:
             if len(pair) != 2 or pair[0] not in self.fields.user_names or \
                     pair[1] not in self.fields.item_names:
