@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
             print(table([row]).splitlines()[-1], flush=True)
     scale = evaluator_scale(args.eval_sizes, args.threads)
     default_s = None if args.no_startup else default_job_seconds(args.threads)
-    report = {"command": command, "date": datetime.now(timezone.utc).isoformat("seconds"),
+    report = {"command": command, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "hardware": hardware(args.threads), "epochs": args.epochs,
               "loadavg_start": started_load, "loadavg_end": os.getloadavg(),
               "default_job_s": default_s, "rows": rows, "evaluator_scale": scale}
