@@ -181,3 +181,24 @@ def test_catalog_scores_match_pointwise_rows(name, prep):
     with torch.no_grad():
         pointwise = model.row_logits(rows).view(len(users), prep.n_items)
     assert torch.allclose(scores(model, prep)[: len(users)], pointwise, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [("model.loss=sampled_softmax", "model.n_negatives=20"),
+                                       ("model.loss=bpr",), ("model.tied=false",),
+                                       ("model.item_features=[genres]",)])
+def test_lstm_options_train_and_score(overrides, prep):
+    """The LSTM's non-default options (losses, untied output, side features) train too."""
+    torch.manual_seed(SEED)
+    model = build_model(compose("model=lstm", *DATA, *overrides).model, prep)
+    batches = train_batches("sequence", prep, 64)
+    probe = next(iter(batches))
+    before = fixed_loss(model, probe)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(3):
+        for batch in batches:
+            optimizer.zero_grad()
+            model.loss(batch).backward()
+            optimizer.step()
+    assert fixed_loss(model, probe) < 0.99 * before
+    out = scores(model, prep)
+    assert out.shape[1] == prep.n_items and torch.isfinite(out).all()
