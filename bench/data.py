@@ -470,7 +470,10 @@ def _encode_side(table: pd.DataFrame | None, n: int, prefix: str,
     return feats, sizes
 
 
-def prepare(split: Split, max_len: int = 50, eval_batch_size: int = 1024) -> Prepared:
+def prepare(split: Split, max_len: int = 50, eval_batch_size: int = 1024,
+            label_threshold: float | None = None) -> Prepared:
+    """Tensors for training and evaluation. `label_threshold`: eval batches also carry their
+    held-out rows labeled rating >= threshold (the CTR view); None or no ratings: they don't."""
     df = split.frame
     train = df[df["fold"] == "train"]
     if train.empty:
@@ -489,15 +492,19 @@ def prepare(split: Split, max_len: int = 50, eval_batch_size: int = 1024) -> Pre
     itf, its = _encode_side(split.items, split.n_items, "item", vocab_rows=in_train)
     prep.user_features, prep.item_features = uf, itf
     prep.feature_sizes = {**us, **its}
-    prep.stages["valid"] = _eval_stage(prep, df, ("train",), "valid", eval_batch_size)
-    prep.stages["test"] = _eval_stage(prep, df, ("train", "valid"), "test", eval_batch_size)
+    threshold = label_threshold if "rating" in df else None
+    prep.stages["valid"] = _eval_stage(prep, df, ("train",), "valid", eval_batch_size, threshold)
+    prep.stages["test"] = _eval_stage(prep, df, ("train", "valid"), "test", eval_batch_size,
+                                      threshold)
     return prep
 
 
 def _eval_stage(prep: Prepared, df: pd.DataFrame, known: tuple[str, ...], target: str,
-                batch_size: int) -> EvalStage:
+                batch_size: int, label_threshold: float | None = None) -> EvalStage:
     """Batches of users that have targets in `target`: their known history (time order, last
-    `max_len`, left-padded), the known items to mask, and the target items."""
+    `max_len`, left-padded), the known items to mask, and the target items. With a
+    `label_threshold`, also every held-out row with a rating: `labeled` [2, n] (row, item)
+    pairs, `labeled_rating` [n] and `labeled_label` [n] (1.0 where rating >= threshold)."""
     n_items, pad = prep.n_items, prep.n_items
     hist = df[df["fold"].isin(known)]
     tgt = df[df["fold"] == target]
@@ -529,9 +536,23 @@ def _eval_stage(prep: Prepared, df: pd.DataFrame, known: tuple[str, ...], target
         }
         for name, codes in prep.user_features.items():
             batch[f"user.{name}"] = codes[batch["users"]]
+        if label_threshold is not None:
+            batch.update(_labeled_rows(tgt, chunk, label_threshold))
         assert batch["history"].max() <= n_items
         batches.append(batch)
     return EvalStage(torch.as_tensor(users, dtype=torch.long), batches)
+
+
+def _labeled_rows(held_out: pd.DataFrame, chunk: np.ndarray, threshold: float) -> dict:
+    """The held-out rows (every one, repeats included) of the batch's users (`chunk`, sorted)
+    that have a rating, as (batch row, item) pairs with their rating and binary label."""
+    users, ratings = held_out["user"].to_numpy(), held_out["rating"].to_numpy(np.float64)
+    keep = np.isin(users, chunk) & ~np.isnan(ratings)
+    rows = np.searchsorted(chunk, users[keep])
+    return {"labeled": torch.as_tensor(np.stack([rows, held_out["item"].to_numpy()[keep]]),
+                                       dtype=torch.long),
+            "labeled_rating": torch.as_tensor(ratings[keep], dtype=torch.float32),
+            "labeled_label": torch.as_tensor(ratings[keep] >= threshold, dtype=torch.float32)}
 
 
 def _group_items(frame: pd.DataFrame, n_users: int) -> list[np.ndarray]:

@@ -35,6 +35,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from bench.ctr import LabeledRows
 from bench.errors import BenchError
 
 METRICS = ("recall", "precision", "map", "mrr", "ndcg", "hit")
@@ -208,6 +209,7 @@ class MetricAccumulator:
         self.users: list[torch.Tensor] = []
         self.vectors: dict[str, list[torch.Tensor]] = {}
         self.exposure = {k: torch.zeros(n_items, dtype=torch.long) for k in self.ks}
+        self.labeled = LabeledRows()  # the CTR view of pointwise models (bench.ctr)
 
     def update(self, scores: torch.Tensor, batch: dict) -> None:
         """Rank a batch from its full [B, n_items] score matrix (left unmodified)."""
@@ -215,13 +217,19 @@ class MetricAccumulator:
 
     def update_model(self, model, batch: dict) -> None:
         """Rank a batch with a model: through `model.score_items(batch, start, stop)` in item
-        chunks when the model has it (bounded memory), else through `model.score_all`."""
+        chunks when the model has it (bounded memory), else through `model.score_all`.
+        Pointwise models' scores of the batch's labeled held-out rows are gathered on the way."""
         if hasattr(model, "score_items"):
-            top = self.rank(lambda a, b: model.score_items(batch, a, b), batch)
+            def score_items(a, b):
+                return model.score_items(batch, a, b)
         else:
             scores = model.score_all(batch)
-            top = self.rank(lambda a, b: scores[:, a:b], batch)
-        self.update_ranked(top, batch)
+
+            def score_items(a, b):
+                return scores[:, a:b]
+        if getattr(model, "batch_kind", None) == "features" and "labeled" in batch:
+            score_items = self.labeled.observe(score_items, batch, model.objective)
+        self.update_ranked(self.rank(score_items, batch), batch)
 
     def rank(self, score_items: ScoreItems, batch: dict) -> torch.Tensor:
         return rank_top_k(score_items, batch, self.n_items, max(self.ks), self.item_chunk)
@@ -248,7 +256,7 @@ class MetricAccumulator:
         for k in self.ks:
             out[f"coverage@{k}"] = float((self.exposure[k] > 0).sum()) / max(self.n_items, 1)
             out[f"gini@{k}"] = gini(self.exposure[k])
-        return out
+        return {**out, **self.labeled.summary()}
 
 
 @torch.no_grad()
@@ -337,4 +345,5 @@ def merge_accumulators(parts: list[MetricAccumulator]) -> MetricAccumulator:
         merged.vectors[name] = [torch.cat([v for p in parts for v in p.vectors.get(name, [])])
                                 [order]]
     merged.exposure = {k: sum(p.exposure[k] for p in parts) for k in first.ks}
+    merged.labeled = LabeledRows.merge([p.labeled for p in parts])
     return merged

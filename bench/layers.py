@@ -295,15 +295,32 @@ def bag_matrix(codes: torch.Tensor, size: int) -> torch.Tensor:
     return rows / rows.sum(1, keepdim=True).clamp(min=1)
 
 
+POINTWISE_LOSSES = ("bce", "mse")
+
+
 class PointwiseRecommender(Recommender):
-    """Base of feature models trained on `features` rows (a positive and its sampled negatives)
-    with binary cross-entropy. Subclasses give `row_logits(batch) -> [N]` for training rows and
-    `score_all` for the catalog; both must compute the same function."""
+    """Base of feature models trained on `features` rows. Subclasses give `row_logits(batch) ->
+    [N]` for training rows and `score_all` for the catalog; both must compute the same function.
+
+    `loss: bce` (default): each train interaction (label 1) and its sampled negatives (label 0),
+    binary cross-entropy; the score is a click logit. `loss: mse`: the observed train rows only,
+    regressed onto their ratings (needs a dataset with ratings); the score is a predicted rating,
+    so the model ranks the catalog by predicted rating. Either way the evaluator reports the CTR
+    view on labeled held-out rows from the same scores (bench.ctr): AUC, plus LogLoss (bce) or
+    RMSE/MAE (mse)."""
 
     batch_kind = "features"
+
+    def __init__(self, loss: str = "bce"):
+        super().__init__()
+        if loss not in POINTWISE_LOSSES:
+            raise ValueError(f"loss={loss!r}; expected one of {POINTWISE_LOSSES}")
+        self.objective = loss  # not `self.loss`: that is the training-loss method
 
     def row_logits(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
     def loss(self, batch: dict) -> torch.Tensor:
+        if self.objective == "mse":
+            return F.mse_loss(self.row_logits(batch), batch["ratings"])
         return F.binary_cross_entropy_with_logits(self.row_logits(batch), batch["labels"])

@@ -23,6 +23,8 @@ from bench.records import atomic_write_text, load_records, unresolved_failures
 
 SHOWN = ("ndcg@10", "hit@10", "recall@10", "mrr@10", "map@10", "precision@10", "coverage@10")
 KEYS = ("dataset", "protocol", "model")
+# The CTR view of pointwise models (bench.ctr); other models leave these cells empty.
+CTR_METRICS = ("auc", "logloss", "rmse", "mae")
 # Where a row came from: enough to rerun it or to explain why two rows differ.
 PROVENANCE = ("best_epoch", "epochs", "n_parameters", "data_s", "train_s", "eval_s", "total_s",
               "threads", "cpu", "gpu", "versions", "commit", "dirty", "config_hash",
@@ -82,6 +84,7 @@ def failures_frame(records: list[dict]) -> pd.DataFrame:
 def metric_columns(frame: pd.DataFrame) -> list[str]:
     """Test metrics present, the usual ones first."""
     extra = sorted(c for c in frame.columns if "@" in c and c not in SHOWN)
+    extra += [c for c in CTR_METRICS if c in frame]  # pointwise models only; empty elsewhere
     return [c for c in SHOWN if c in frame] + extra
 
 

@@ -55,9 +55,10 @@ class TrainBatches:
 
 
 def train_batches(kind: str, prep: Prepared, batch_size: int, n_negatives: int = 1,
-                  augment: dict | None = None):
+                  augment: dict | None = None, objective: str = "bce"):
     """Training batches of one kind, built from the prepared tensors. `augment` (sequence
-    batches only): probabilities for bench.data.augment_sequences (crop, mask, noise)."""
+    batches only): probabilities for bench.data.augment_sequences (crop, mask, noise).
+    `objective` (features batches only): "mse" gives observed rows with their ratings."""
     if kind == "sequence":
         inputs, targets = prep.train_sequences()
         augment = {k: float(v) for k, v in (augment or {}).items() if v}
@@ -81,6 +82,8 @@ def train_batches(kind: str, prep: Prepared, batch_size: int, n_negatives: int =
         tensors = {"users": prep.train_users, "items": prep.train_items}
         return TrainBatches(tensors, batch_size, negatives)
     if kind == "features":
+        if objective == "mse":
+            return _rated_rows(prep, batch_size)
         return _feature_rows(prep, batch_size, n_negatives)
     if kind == "none":
         return None
@@ -104,3 +107,21 @@ def _feature_rows(prep: Prepared, batch_size: int, n_negatives: int) -> TrainBat
         return out
 
     return TrainBatches({"users": prep.train_users, "items": prep.train_items}, batch_size, rows)
+
+
+def _with_features(prep: Prepared, batch: dict) -> dict:
+    """A batch of rows plus each row's user and item feature codes."""
+    out = dict(batch)
+    out.update({f"user.{k}": codes[batch["users"]] for k, codes in prep.user_features.items()})
+    out.update({f"item.{k}": codes[batch["items"]] for k, codes in prep.item_features.items()})
+    return out
+
+
+def _rated_rows(prep: Prepared, batch_size: int) -> TrainBatches:
+    """Rating-regression rows (model.loss=mse): each observed train interaction with its rating
+    as the target; no sampled negatives (an unobserved item has no rating)."""
+    if prep.train_ratings is None:
+        raise BenchError("model.loss=mse needs a dataset with a rating column; this one has none")
+    tensors = {"users": prep.train_users, "items": prep.train_items,
+               "ratings": prep.train_ratings}
+    return TrainBatches(tensors, batch_size, lambda batch: _with_features(prep, batch))

@@ -85,7 +85,8 @@ def prepare_data(cfg: DictConfig) -> tuple[Split, Prepared]:
     split = load_split(build_dataset(cfg.dataset),
                        OmegaConf.to_container(cfg.dataset, resolve=True),
                        OmegaConf.to_container(cfg.split, resolve=True), cache, quiet=cfg.quiet)
-    return split, prepare(split, max_len=cfg.max_len, eval_batch_size=cfg.eval.batch_size)
+    return split, prepare(split, max_len=cfg.max_len, eval_batch_size=cfg.eval.batch_size,
+                          label_threshold=cfg.eval.get("label_threshold"))
 
 
 def data_fingerprints(split: Split) -> dict[str, str]:
@@ -260,7 +261,8 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
     valid, test = prep.stages["valid"], prep.stages["test"]
     train_started = time.perf_counter()
     batches = train_batches(model.batch_kind, prep, train_cfg.get("batch_size", 256),
-                            train_cfg.get("n_negatives", 1), train_cfg.get("augment"))
+                            train_cfg.get("n_negatives", 1), train_cfg.get("augment"),
+                            objective=getattr(model, "objective", "bce"))
     trainable = batches is not None and any(p.requires_grad for p in model.parameters())
     if trainable:
         trainer.fit(module, train_dataloaders=RankShare(batches, int(cfg.seed)),

@@ -35,6 +35,9 @@ class EvalConfig:
     sampled: int = 0
     # Catalog items scored per chunk for models with `score_items` (null: the whole catalog).
     item_chunk: int | None = None
+    # The CTR view of pointwise models: held-out rows labeled rating >= this (null: no CTR view;
+    # datasets without ratings have none either).
+    label_threshold: float | None = 4.0
 
 
 @dataclass

@@ -18,7 +18,7 @@ from bench.recommender import Recommender
 warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting")
 
 # Evaluation-batch fields holding [2, nnz] (row, item) pairs rather than one row per user.
-PAIR_FIELDS = ("seen", "targets", "candidates")
+PAIR_FIELDS = ("seen", "targets", "candidates", "labeled")
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -35,7 +35,10 @@ def rows_of_rank(batch: dict, rank: int, world: int) -> dict:
     lo, hi = n * rank // world, n * (rank + 1) // world
     out = {}
     for name, value in batch.items():
-        if name in PAIR_FIELDS:
+        if name.startswith("labeled_"):  # aligned with the `labeled` pairs, filtered with them
+            keep = (batch["labeled"][0] >= lo) & (batch["labeled"][0] < hi)
+            out[name] = value[keep]
+        elif name in PAIR_FIELDS:
             keep = (value[0] >= lo) & (value[0] < hi)
             out[name] = torch.stack([value[0][keep] - lo, value[1][keep]])
         elif isinstance(value, torch.Tensor) and value.dim() and len(value) == n:

@@ -14,8 +14,9 @@ class DeepCF(PointwiseRecommender):
                  item_feature_codes: dict[str, torch.Tensor] | None = None,
                  user_fields: list[str] | None = None, item_fields: list[str] | None = None,
                  gmf_dim: int = 32, embedding_dim: int = 16, hidden: list[int] = (128, 64),
-                 dropout: float = 0.2):
-        super().__init__()
+                 dropout: float = 0.2,
+                 loss: str = "bce"):
+        super().__init__(loss)
         self.fields = Fields(n_users, n_items, feature_sizes, item_feature_codes, user_fields,
                              item_fields)
         self.gmf_user = nn.Embedding(n_users, gmf_dim)

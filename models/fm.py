@@ -12,8 +12,9 @@ class FactorizationMachine(PointwiseRecommender):
     def __init__(self, n_users: int, n_items: int, feature_sizes: dict[str, int],
                  item_feature_codes: dict[str, torch.Tensor] | None = None,
                  user_fields: list[str] | None = None, item_fields: list[str] | None = None,
-                 embedding_dim: int = 32):
-        super().__init__()
+                 embedding_dim: int = 32,
+                 loss: str = "bce"):
+        super().__init__(loss)
         self.fields = Fields(n_users, n_items, feature_sizes, item_feature_codes, user_fields,
                              item_fields)
         self.embed = FeatureEmbedding(self.fields.sizes, embedding_dim, std=0.05)

@@ -18,8 +18,9 @@ class LogisticRegression(PointwiseRecommender):
     def __init__(self, n_users: int, n_items: int, feature_sizes: dict[str, int],
                  item_feature_codes: dict[str, torch.Tensor] | None = None,
                  user_fields: list[str] | None = None, item_fields: list[str] | None = None,
-                 crosses: str | list[list[str]] = "auto"):
-        super().__init__()
+                 crosses: str | list[list[str]] = "auto",
+                 loss: str = "bce"):
+        super().__init__(loss)
         self.fields = Fields(n_users, n_items, feature_sizes, item_feature_codes, user_fields,
                              item_fields)
         sizes = self.fields.sizes

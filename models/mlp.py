@@ -10,8 +10,9 @@ class FeatureMLP(PointwiseRecommender):
     def __init__(self, n_users: int, n_items: int, feature_sizes: dict[str, int],
                  item_feature_codes: dict[str, torch.Tensor] | None = None,
                  user_fields: list[str] | None = None, item_fields: list[str] | None = None,
-                 embedding_dim: int = 16, hidden: list[int] = (128, 64), dropout: float = 0.2):
-        super().__init__()
+                 embedding_dim: int = 16, hidden: list[int] = (128, 64), dropout: float = 0.2,
+                 loss: str = "bce"):
+        super().__init__(loss)
         self.fields = Fields(n_users, n_items, feature_sizes, item_feature_codes, user_fields,
                              item_fields)
         self.embed = FeatureEmbedding(self.fields.sizes, embedding_dim, std=0.05)
