@@ -177,3 +177,24 @@ def test_fm_mse_rmse_mae_equal_a_recomputation_from_the_checkpoint(results_dir):
                                                         torch.cat(labels).tolist()))
     # It learned ratings: better than predicting 0 (the untrained bias) for every row.
     assert test["rmse"] < float(ratings.pow(2).mean().sqrt())
+
+
+def test_data_parallel_shards_keep_labeled_rows_aligned_and_merge_to_one_view():
+    from bench.evaluation import merge_accumulators
+    from bench.training import rows_of_rank
+
+    scores = torch.randn(3, 7, generator=torch.Generator().manual_seed(2))
+    whole = MetricAccumulator([1], 7)
+    whole.update_model(FixedScores(scores), _batch())
+    parts = []
+    for rank in range(2):
+        shard = rows_of_rank(_batch(), rank, 2)
+        lo = len(_batch()["users"]) * rank // 2
+        acc = MetricAccumulator([1], 7)
+        acc.update_model(FixedScores(scores[lo:]), shard)
+        parts.append(acc)
+    assert parts[0].labeled.arrays()[2].tolist() == [5.0]  # rank 0 holds user 0's row only
+    merged = merge_accumulators(parts)
+    assert sorted(merged.labeled.arrays()[0]) == pytest.approx(sorted(whole.labeled.arrays()[0]))
+    assert merged.summary()["auc"] == pytest.approx(whole.summary()["auc"])
+    assert merged.summary()["logloss"] == pytest.approx(whole.summary()["logloss"])
