@@ -240,15 +240,18 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
     # Redrawn bars only on a terminal: piped output (CI, logs, sweeps' files) stays clean.
     progress = (trainer_cfg.pop("enable_progress_bar", True) and not cfg.quiet
                 and sys.stdout.isatty())
-    monitor = "val/ndcg@10"
+    # Rating regressors (mse) are selected by what they optimize; rankers by NDCG@10.
+    selection, mode = (("rmse", "min") if getattr(model, "objective", None) == "mse"
+                       else ("ndcg@10", "max"))
+    monitor = f"val/{selection}"
     checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best",
-                                 monitor=monitor, mode="max", save_weights_only=True)
+                                 monitor=monitor, mode=mode, save_weights_only=True)
     try:
         trainer = pl.Trainer(
             **trainer_cfg,
             default_root_dir=output_dir,
             logger=job.setdefault("logger", _logger(cfg, output_dir)),
-            callbacks=[checkpoint, EarlyStopping(monitor=monitor, mode="max", patience=patience),
+            callbacks=[checkpoint, EarlyStopping(monitor=monitor, mode=mode, patience=patience),
                        *([RichProgressBar()] if progress else [])],
             num_sanity_val_steps=0,
             enable_model_summary=False,
@@ -288,7 +291,8 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
     if raw_users.dtype == object:
         raw_users = raw_users.astype(str)
     history = module.history
-    best_epoch = max(history, key=lambda h: h["ndcg@10"])["epoch"] if history else None
+    pick = min if mode == "min" else max
+    best_epoch = pick(history, key=lambda h: h[selection])["epoch"] if history else None
     record = {
         **_identity(cfg, job),
         "status": "finished",
@@ -308,6 +312,7 @@ def _run_job(cfg: DictConfig, output_dir: Path, job: dict) -> dict:
                   "total_s": round(time.perf_counter() - started, 3),
                   "startup_s": module.startup_s},
         "best_epoch": best_epoch,
+        "selected_by": f"{mode} {monitor}",
         "epochs": trainer.current_epoch if trainable else 0,
         "validation_curve": history,
         "n_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),

@@ -155,6 +155,11 @@ def test_fm_mse_rmse_mae_equal_a_recomputation_from_the_checkpoint(results_dir):
     (record,) = load_records(results_dir)
     test = record["metrics"]["test"]
     assert {"auc", "rmse", "mae"} <= set(test) and "logloss" not in test
+    # A rating regressor keeps the epoch with the lowest validation RMSE, not the best NDCG.
+    curve = record["validation_curve"]
+    assert record["selected_by"] == "min val/rmse"
+    assert record["best_epoch"] == min(curve, key=lambda h: h["rmse"])["epoch"]
+    assert record["metrics"]["valid"]["rmse"] == pytest.approx(min(h["rmse"] for h in curve))
 
     cfg = compose("model=fm", "+model.loss=mse", *TINY, f"results_dir={results_dir}")
     _, prep = prepare_data(cfg)
