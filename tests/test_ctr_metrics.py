@@ -150,7 +150,7 @@ def test_fm_reports_auc_logloss_and_mf_does_not(results_dir):
 def test_fm_mse_rmse_mae_equal_a_recomputation_from_the_checkpoint(results_dir):
     from bench.run import build_model, prepare_data
 
-    proc = run_bench("model=fm", "+model.loss=mse", *TINY, results_dir=results_dir)
+    proc = run_bench("model=fm", "model.loss=mse", *TINY, results_dir=results_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (record,) = load_records(results_dir)
     test = record["metrics"]["test"]
@@ -161,7 +161,7 @@ def test_fm_mse_rmse_mae_equal_a_recomputation_from_the_checkpoint(results_dir):
     assert record["best_epoch"] == min(curve, key=lambda h: h["rmse"])["epoch"]
     assert record["metrics"]["valid"]["rmse"] == pytest.approx(min(h["rmse"] for h in curve))
 
-    cfg = compose("model=fm", "+model.loss=mse", *TINY, f"results_dir={results_dir}")
+    cfg = compose("model=fm", "model.loss=mse", *TINY, f"results_dir={results_dir}")
     _, prep = prepare_data(cfg)
     model = build_model(cfg.model, prep)
     state = torch.load(record["checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
