@@ -52,10 +52,13 @@ def _resolve(cfg: DictConfig, group: str):
         raise BenchError(f"{group}._target_={target!r} cannot be imported: {exc}") from exc
 
 
-def build_dataset(cfg: DictConfig):
+def build_dataset(cfg: DictConfig, quiet: bool = False):
     cls = _resolve(cfg, "dataset")
+    kwargs = _constructor_kwargs(cfg, DATASET_RESERVED)
+    if quiet and "progress" in inspect.signature(cls.__init__).parameters:
+        kwargs["progress"] = False  # quiet=true silences download bars too
     try:
-        return cls(**_constructor_kwargs(cfg, DATASET_RESERVED))
+        return cls(**kwargs)
     except TypeError as exc:
         raise BenchError(f"dataset={cfg.get('name')}: {exc}") from exc
 
@@ -82,7 +85,7 @@ def prepare_data(cfg: DictConfig) -> tuple[Split, Prepared]:
     rebuilds a trained run's id mappings through this same function."""
     # Cleaned, filtered and split data is cached under results_dir/cache when dataset.cache.
     cache = Path(cfg.results_dir) / "cache" if cfg.dataset.get("cache") else None
-    split = load_split(build_dataset(cfg.dataset),
+    split = load_split(build_dataset(cfg.dataset, quiet=cfg.quiet),
                        OmegaConf.to_container(cfg.dataset, resolve=True),
                        OmegaConf.to_container(cfg.split, resolve=True), cache, quiet=cfg.quiet)
     return split, prepare(split, max_len=cfg.max_len, eval_batch_size=cfg.eval.batch_size,

@@ -36,3 +36,9 @@ def test_every_model_instantiates_and_scores_the_catalog(model, tiny_prepared):
     batch = tiny_prepared.stages["test"].batches[0]
     scores = net.eval().score_all(batch)
     assert scores.shape == (len(batch["users"]), tiny_prepared.n_items)
+
+
+def test_quiet_silences_the_download_progress_bar():
+    cfg = compose("dataset=ml100k")
+    assert build_dataset(cfg.dataset).progress is True
+    assert build_dataset(cfg.dataset, quiet=True).progress is False
