@@ -136,6 +136,28 @@ def fm_scores(user_vectors: torch.Tensor, item_vectors: torch.Tensor) -> torch.T
     return cross + fm_interaction(user_vectors)[:, None] + fm_interaction(item_vectors)[None, :]
 
 
+class FMBlock(nn.Module):
+    """Bias + linear terms + pairwise field interactions in O(kn): the part FM and DeepFM share.
+    `rows` scores training rows, `catalog` every (user, item) pair with one matmul; both also
+    return the field vectors so a deep part can reuse the same embeddings."""
+
+    def __init__(self, sizes: dict[str, int], embedding_dim: int):
+        super().__init__()
+        self.embed = FeatureEmbedding(sizes, embedding_dim, std=0.05)
+        self.linear = FeatureEmbedding(sizes, 1, std=0.0)
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def rows(self, codes: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        vectors = self.embed(codes)
+        return self.bias + self.linear(codes).sum((1, 2)) + fm_interaction(vectors), vectors
+
+    def catalog(self, user: dict, items: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        user_v, item_v = self.embed(user), self.embed(items)
+        linear = ((self.bias + self.linear(user).sum((1, 2)))[:, None]
+                  + self.linear(items).sum((1, 2))[None, :])
+        return linear + fm_scores(user_v, item_v), user_v, item_v
+
+
 class MLP(nn.Module):
     """Linear -> ReLU -> Dropout blocks, then a linear output (out_dim=None: no output layer)."""
 

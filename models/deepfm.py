@@ -1,15 +1,6 @@
 import torch
-from torch import nn
 
-from bench.layers import (
-    MLP,
-    FeatureEmbedding,
-    Fields,
-    PointwiseRecommender,
-    flat,
-    fm_interaction,
-    fm_scores,
-)
+from bench.layers import MLP, Fields, FMBlock, PointwiseRecommender, flat
 
 
 class DeepFM(PointwiseRecommender):
@@ -25,21 +16,13 @@ class DeepFM(PointwiseRecommender):
         super().__init__(loss)
         self.fields = Fields(n_users, n_items, feature_sizes, item_feature_codes, user_fields,
                              item_fields)
-        self.embed = FeatureEmbedding(self.fields.sizes, embedding_dim, std=0.05)
-        self.linear = FeatureEmbedding(self.fields.sizes, 1, std=0.0)
-        self.bias = nn.Parameter(torch.zeros(1))
+        self.fm = FMBlock(self.fields.sizes, embedding_dim)
         self.mlp = MLP(len(self.fields.sizes) * embedding_dim, list(hidden), dropout)
 
     def row_logits(self, batch: dict) -> torch.Tensor:
-        codes = {**self.fields.user(batch), **self.fields.item(batch)}
-        vectors = self.embed(codes)
-        return (self.bias + self.linear(codes).sum((1, 2)) + fm_interaction(vectors)
-                + self.mlp(flat(vectors)).squeeze(-1))
+        logits, vectors = self.fm.rows({**self.fields.user(batch), **self.fields.item(batch)})
+        return logits + self.mlp(flat(vectors)).squeeze(-1)
 
     def score_all(self, batch: dict) -> torch.Tensor:
-        user, catalog = self.fields.user(batch), self.fields.catalog()
-        user_v, item_v = self.embed(user), self.embed(catalog)
-        linear = (self.bias + self.linear(user).sum((1, 2)))[:, None] + \
-            self.linear(catalog).sum((1, 2))[None, :]
-        return linear + fm_scores(user_v, item_v) + self.mlp.pair_scores(flat(user_v),
-                                                                         flat(item_v))
+        scores, user_v, item_v = self.fm.catalog(self.fields.user(batch), self.fields.catalog())
+        return scores + self.mlp.pair_scores(flat(user_v), flat(item_v))

@@ -1,7 +1,6 @@
 import torch
-from torch import nn
 
-from bench.layers import FeatureEmbedding, Fields, PointwiseRecommender, fm_interaction, fm_scores
+from bench.layers import Fields, FMBlock, PointwiseRecommender
 
 
 class FactorizationMachine(PointwiseRecommender):
@@ -17,16 +16,10 @@ class FactorizationMachine(PointwiseRecommender):
         super().__init__(loss)
         self.fields = Fields(n_users, n_items, feature_sizes, item_feature_codes, user_fields,
                              item_fields)
-        self.embed = FeatureEmbedding(self.fields.sizes, embedding_dim, std=0.05)
-        self.linear = FeatureEmbedding(self.fields.sizes, 1, std=0.0)
-        self.bias = nn.Parameter(torch.zeros(1))
+        self.fm = FMBlock(self.fields.sizes, embedding_dim)
 
     def row_logits(self, batch: dict) -> torch.Tensor:
-        codes = {**self.fields.user(batch), **self.fields.item(batch)}
-        return self.bias + self.linear(codes).sum((1, 2)) + fm_interaction(self.embed(codes))
+        return self.fm.rows({**self.fields.user(batch), **self.fields.item(batch)})[0]
 
     def score_all(self, batch: dict) -> torch.Tensor:
-        user, catalog = self.fields.user(batch), self.fields.catalog()
-        linear = (self.bias + self.linear(user).sum((1, 2)))[:, None] + \
-            self.linear(catalog).sum((1, 2))[None, :]
-        return linear + fm_scores(self.embed(user), self.embed(catalog))
+        return self.fm.catalog(self.fields.user(batch), self.fields.catalog())[0]
