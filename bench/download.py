@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from bench.errors import BenchError
+from bench.records import atomic_write
 
 ENV_VAR = "RECBENCH_DATA"
 DEFAULT_CACHE = "~/.cache/recbench"
@@ -41,19 +42,16 @@ def fetch(url: str, dest: Path, md5: str | None = None, sha256: str | None = Non
         if verify(dest, md5, sha256) is None:
             return dest
         dest.unlink()  # a stale or corrupt cached file: fetch it again
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+
+    def download_verified(tmp: Path) -> None:
+        with open(tmp, "wb") as out:
             _stream(url, out, dest.name, progress, timeout)
         problem = verify(tmp, md5, sha256)
-        if problem:
+        if problem:  # raising here leaves nothing under dest: atomic_write drops the temp file
             raise BenchError(f"{url}: {problem}; the download is corrupt or not the expected "
                              f"file (nothing was saved as {dest})")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(dest, download_verified)
     return dest
 
 
