@@ -360,6 +360,9 @@ class Prepared:
     train_users: torch.Tensor  # per train interaction, time-ordered within user
     train_items: torch.Tensor
     train_ratings: torch.Tensor | None
+    # per train interaction, the user's previous train item (n_items = none): the request
+    # context a feature model sees for that row, as the eval batch's `history[:, -1]` at test
+    train_prev_items: torch.Tensor
     user_features: dict[str, torch.Tensor] = field(default_factory=dict)  # [n_users] codes
     item_features: dict[str, torch.Tensor] = field(default_factory=dict)  # [n_items(, m)] codes
     feature_sizes: dict[str, int] = field(default_factory=dict)
@@ -485,6 +488,8 @@ def prepare(split: Split, max_len: int = 50, eval_batch_size: int = 1024,
         train_users=torch.tensor(train["user"].to_numpy()),
         train_items=torch.tensor(train["item"].to_numpy()),
         train_ratings=ratings,
+        train_prev_items=torch.tensor(train.groupby("user", sort=False)["item"].shift(1)
+                                      .fillna(split.n_items).to_numpy(np.int64)),
     )
     uf, us = _encode_side(split.users, split.n_users, "user")
     in_train = np.zeros(split.n_items, dtype=bool)

@@ -28,47 +28,68 @@ def _key(name: str) -> str:
 class Fields(nn.Module):
     """The categorical fields a feature model sees, and where their codes come from.
 
-    User side: `user` (the id) and `user.<feature>`; item side: `item` and `item.<feature>`.
-    Ids are shifted by one so that 0 stays "unknown". A training row or evaluation batch holds
-    `users` / `items` ids and `user.<f>` / `item.<f>` codes; the whole catalog's item codes are
-    kept as non-persistent buffers (they are data, not weights).
+    Request side: the user (`user` id, `user.<feature>`) and the context (`last_item`, the
+    user's most recent item, and `last_item.<item feature>`); item side: `item` and
+    `item.<feature>`. Ids are shifted by one so that 0 stays "unknown". A training row or
+    evaluation batch holds `users` / `items` ids, `user.<f>` / `item.<f>` codes and a left-padded
+    `history` (pad = n_items) whose last column is the context; the whole catalog's item codes
+    are kept as non-persistent buffers (they are data, not weights).
     """
 
     def __init__(self, n_users: int, n_items: int, feature_sizes: dict[str, int],
                  item_feature_codes: dict[str, torch.Tensor] | None = None,
                  user_fields: Sequence[str] | None = None,
-                 item_fields: Sequence[str] | None = None, ids: bool = True):
+                 item_fields: Sequence[str] | None = None, ids: bool = True,
+                 context_fields: Sequence[str] = ()):
         super().__init__()
         item_feature_codes = item_feature_codes or {}
         available_user = [k.split(".", 1)[1] for k in feature_sizes if k.startswith("user.")]
         available_item = [k for k in item_feature_codes if f"item.{k}" in feature_sizes]
         self.user_features = _choose(user_fields, available_user, "user_fields")
         self.item_features = _choose(item_fields, available_item, "item_fields")
+        self.context = _choose(context_fields, ["last_item"] + [f"last_item.{f}" for f in
+                                                               available_item], "context_fields")
         self.ids = ids
         self.sizes: dict[str, int] = {}
         if ids:
             self.sizes["user"] = n_users + 1
         self.sizes.update({f"user.{f}": feature_sizes[f"user.{f}"] for f in self.user_features})
+        for name in self.context:
+            self.sizes[name] = (n_items + 1 if name == "last_item"
+                                else feature_sizes[f"item.{name.split('.', 1)[1]}"])
         if ids:
             self.sizes["item"] = n_items + 1
         self.sizes.update({f"item.{f}": feature_sizes[f"item.{f}"] for f in self.item_features})
         if not self.sizes:
             raise ValueError("no fields left: enable ids or name some user/item features")
         self.n_items = n_items
-        for f in self.item_features:
+        context_features = [n.split(".", 1)[1] for n in self.context if "." in n]
+        for f in dict.fromkeys(self.item_features + context_features):
             self.register_buffer(f"catalog_{f}", item_feature_codes[f].long(), persistent=False)
 
     @property
     def user_names(self) -> list[str]:
-        return [n for n in self.sizes if n == "user" or n.startswith("user.")]
+        """Request-side fields: the user's and the context's."""
+        return [n for n in self.sizes if n not in self.item_names]
 
     @property
     def item_names(self) -> list[str]:
         return [n for n in self.sizes if n == "item" or n.startswith("item.")]
 
     def user(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Request-side codes: user id and features, then the context of the batch's rows."""
         codes = {"user": batch["users"] + 1} if self.ids else {}
         codes.update({f"user.{f}": batch[f"user.{f}"] for f in self.user_features})
+        if self.context:
+            last = batch["history"][:, -1]
+            known = last < self.n_items  # padding: no previous item
+            for name in self.context:
+                if name == "last_item":
+                    codes[name] = torch.where(known, last + 1, 0)
+                else:
+                    table = getattr(self, f"catalog_{name.split('.', 1)[1]}")
+                    rows = table[last.clamp(max=self.n_items - 1)]
+                    codes[name] = rows * (known[:, None] if rows.dim() == 2 else known)
         return codes
 
     def item(self, batch: dict) -> dict[str, torch.Tensor]:

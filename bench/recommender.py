@@ -92,26 +92,30 @@ def train_batches(kind: str, prep: Prepared, batch_size: int, n_negatives: int =
 
 def _feature_rows(prep: Prepared, batch_size: int, n_negatives: int) -> TrainBatches:
     """Pointwise rows: each train interaction (label 1) plus `n_negatives` uniformly sampled
-    items for the same user (label 0), each row with its user and item feature codes."""
-    n_items, user_features, item_features = prep.n_items, prep.user_features, prep.item_features
+    items for the same user (label 0), each row with its user and item feature codes and its
+    context (the user's previous item)."""
+    n_items = prep.n_items
 
     def rows(batch):
-        users = batch["users"].repeat_interleave(1 + n_negatives)
+        repeat = 1 + n_negatives
         items = torch.cat([batch["items"][:, None],
                            torch.randint(0, n_items, (len(batch["users"]), n_negatives))], 1)
         labels = torch.zeros_like(items, dtype=torch.float32)
         labels[:, 0] = 1.0
-        out = {"users": users, "items": items.reshape(-1), "labels": labels.reshape(-1)}
-        out.update({f"user.{k}": codes[users] for k, codes in user_features.items()})
-        out.update({f"item.{k}": codes[out["items"]] for k, codes in item_features.items()})
-        return out
+        return _with_features(prep, {"users": batch["users"].repeat_interleave(repeat),
+                                     "items": items.reshape(-1), "labels": labels.reshape(-1),
+                                     "prev_items": batch["prev_items"].repeat_interleave(repeat)})
 
-    return TrainBatches({"users": prep.train_users, "items": prep.train_items}, batch_size, rows)
+    tensors = {"users": prep.train_users, "items": prep.train_items,
+               "prev_items": prep.train_prev_items}
+    return TrainBatches(tensors, batch_size, rows)
 
 
 def _with_features(prep: Prepared, batch: dict) -> dict:
-    """A batch of rows plus each row's user and item feature codes."""
-    out = dict(batch)
+    """A batch of rows plus each row's user and item feature codes, and its previous item as a
+    one-item `history` (left-padded like an evaluation batch's, so context fields read both)."""
+    out = {k: v for k, v in batch.items() if k != "prev_items"}
+    out["history"] = batch["prev_items"][:, None]
     out.update({f"user.{k}": codes[batch["users"]] for k, codes in prep.user_features.items()})
     out.update({f"item.{k}": codes[batch["items"]] for k, codes in prep.item_features.items()})
     return out
@@ -123,5 +127,5 @@ def _rated_rows(prep: Prepared, batch_size: int) -> TrainBatches:
     if prep.train_ratings is None:
         raise BenchError("model.loss=mse needs a dataset with a rating column; this one has none")
     tensors = {"users": prep.train_users, "items": prep.train_items,
-               "ratings": prep.train_ratings}
+               "ratings": prep.train_ratings, "prev_items": prep.train_prev_items}
     return TrainBatches(tensors, batch_size, lambda batch: _with_features(prep, batch))

@@ -13,12 +13,13 @@ class DeepCF(PointwiseRecommender):
     def __init__(self, n_users: int, n_items: int, feature_sizes: dict[str, int],
                  item_feature_codes: dict[str, torch.Tensor] | None = None,
                  user_fields: list[str] | None = None, item_fields: list[str] | None = None,
+                 context_fields: list[str] | None = None,
                  gmf_dim: int = 32, embedding_dim: int = 16, hidden: list[int] = (128, 64),
                  dropout: float = 0.2,
                  loss: str = "bce"):
         super().__init__(loss)
         self.fields = Fields(n_users, n_items, feature_sizes, item_feature_codes, user_fields,
-                             item_fields)
+                             item_fields, context_fields=context_fields or ())
         self.gmf_user = nn.Embedding(n_users, gmf_dim)
         self.gmf_item = nn.Embedding(n_items, gmf_dim)
         self.gmf_weight = nn.Parameter(torch.ones(gmf_dim))

@@ -11,11 +11,12 @@ class FactorizationMachine(PointwiseRecommender):
     def __init__(self, n_users: int, n_items: int, feature_sizes: dict[str, int],
                  item_feature_codes: dict[str, torch.Tensor] | None = None,
                  user_fields: list[str] | None = None, item_fields: list[str] | None = None,
+                 context_fields: list[str] | None = None,
                  embedding_dim: int = 32,
                  loss: str = "bce"):
         super().__init__(loss)
         self.fields = Fields(n_users, n_items, feature_sizes, item_feature_codes, user_fields,
-                             item_fields)
+                             item_fields, context_fields=context_fields or ())
         self.fm = FMBlock(self.fields.sizes, embedding_dim)
 
     def row_logits(self, batch: dict) -> torch.Tensor:

@@ -5,24 +5,26 @@ from bench.layers import FeatureEmbedding, Fields, PointwiseRecommender, bag_mat
 
 
 class LogisticRegression(PointwiseRecommender):
-    """Logistic regression over one-hot/multi-hot user and item fields plus cross features.
+    """Logistic regression over one-hot/multi-hot user, context and item fields plus crosses.
 
-    Without crosses a linear model ranks every user's catalog the same way (the user terms are
-    constant per user), so user-field x item-feature crosses (e.g. user id x genre, age x genre)
-    carry the personalization. `crosses: auto` crosses every user-side field with every
-    item-side field except user id x item id (pure memorization of the training pairs), so it
-    learns e.g. per-occupation item popularity and per-user genre affinity. Catalog scores
+    Without crosses a linear model ranks every user's catalog the same way (the request terms
+    are constant per request), so request-field x item-field crosses carry the personalization.
+    `crosses: auto` crosses every request-side field (user id and features, context such as the
+    user's last item) with every item-side field except user id x item id (pure memorization of
+    the training pairs), so it learns e.g. per-occupation item popularity, per-user genre
+    affinity and, from last_item x item, which item tends to follow which. Catalog scores
     decompose: item terms + one matmul per cross.
     """
 
     def __init__(self, n_users: int, n_items: int, feature_sizes: dict[str, int],
                  item_feature_codes: dict[str, torch.Tensor] | None = None,
                  user_fields: list[str] | None = None, item_fields: list[str] | None = None,
+                 context_fields: list[str] | None = None,
                  crosses: str | list[list[str]] = "auto",
                  loss: str = "bce"):
         super().__init__(loss)
         self.fields = Fields(n_users, n_items, feature_sizes, item_feature_codes, user_fields,
-                             item_fields)
+                             item_fields, context_fields=context_fields or ())
         sizes = self.fields.sizes
         if crosses == "auto":
             crosses = [[u, i] for u in self.fields.user_names for i in self.fields.item_names
@@ -30,7 +32,7 @@ class LogisticRegression(PointwiseRecommender):
         for pair in crosses:
             if len(pair) != 2 or pair[0] not in self.fields.user_names or \
                     pair[1] not in self.fields.item_names:
-                raise ValueError(f"model.crosses entry {list(pair)} must be [user-side field, "
+                raise ValueError(f"model.crosses entry {list(pair)} must be [request-side field, "
                                  f"item-side field] among {list(sizes)}")
         self.crosses = [tuple(p) for p in crosses]
         self.linear = FeatureEmbedding(sizes, 1, std=0.0)
@@ -39,12 +41,18 @@ class LogisticRegression(PointwiseRecommender):
         self.bias = nn.Parameter(torch.zeros(1))
 
     def _cross_codes(self, user: dict, item: dict) -> dict[str, torch.Tensor]:
+        """Cross codes a * size_b + b. A 1-D request field's 0 (unknown) is a value of its own;
+        in a bag it is padding, and pairs with padding are left out of the bag's mean."""
         out = {}
         for a, b in self.crosses:
             ua, ib = user[a], item[b]
-            if ib.dim() == 2:
-                ua = ua[:, None]
-            out[f"{a}*{b}"] = torch.where(ib == 0, 0, ua * self.fields.sizes[b] + ib)
+            empty = ib == 0
+            if ua.dim() == 2 or ib.dim() == 2:
+                ua = ua[:, :, None] if ua.dim() == 2 else ua[:, None, None]
+                ib = ib[:, None, :] if ib.dim() == 2 else ib[:, None, None]
+                empty = (ib == 0) | (ua == 0) if user[a].dim() == 2 else ib == 0
+            code = torch.where(empty, 0, ua * self.fields.sizes[b] + ib)
+            out[f"{a}*{b}"] = code.flatten(1) if code.dim() == 3 else code
         return out
 
     def row_logits(self, batch: dict) -> torch.Tensor:
@@ -61,5 +69,7 @@ class LogisticRegression(PointwiseRecommender):
         for a, b in self.crosses:
             size_b = self.fields.sizes[b]
             table = self.cross.tables[f"{a}*{b}".replace(".", "__")].weight.view(-1, size_b)
-            scores = scores + table[user[a]] @ bag_matrix(catalog[b], size_b).T
+            request = (bag_matrix(user[a], len(table)) @ table if user[a].dim() == 2
+                       else table[user[a]])
+            scores = scores + request @ bag_matrix(catalog[b], size_b).T
         return scores

@@ -171,16 +171,48 @@ def test_catalog_scores_match_pointwise_rows(name, prep):
     model, _, _ = trained(name, prep)
     if not hasattr(model, "row_logits"):
         pytest.skip(f"{name} scores only the catalog")
+    assert_rows_match_catalog(model, prep)
+
+
+def assert_rows_match_catalog(model, prep, n_users: int = 5):
     batch = prep.stages["valid"].batches[0]
-    users = batch["users"][:5]
+    users = batch["users"][:n_users]
     rows = {"users": users.repeat_interleave(prep.n_items),
-            "items": torch.arange(prep.n_items).repeat(len(users))}
+            "items": torch.arange(prep.n_items).repeat(len(users)),
+            "history": batch["history"][:n_users].repeat_interleave(prep.n_items, 0)}
     rows.update({f"user.{k}": v[rows["users"]] for k, v in prep.user_features.items()})
     rows.update({f"item.{k}": v[rows["items"]] for k, v in prep.item_features.items()})
     model.eval()
     with torch.no_grad():
         pointwise = model.row_logits(rows).view(len(users), prep.n_items)
     assert torch.allclose(scores(model, prep)[: len(users)], pointwise, atol=1e-5)
+
+
+FEATURE_MODELS = [n for n in MODELS if "context_fields" in model_config(n)]
+
+
+@pytest.mark.parametrize("name", FEATURE_MODELS)
+def test_context_fields_train_and_change_scores_with_the_last_item(name, prep):
+    """With the request context on (last item id and its genres), training rows and catalog
+    scoring agree, and the same user gets different scores after a different last item."""
+    torch.manual_seed(SEED)
+    cfg = compose(f"model={name}", *DATA, "model.context_fields=[last_item,last_item.genres]")
+    model = build_model(cfg.model, prep)
+    batches = train_batches(model.batch_kind, prep, 256, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for batch in batches:
+        optimizer.zero_grad()
+        model.loss(batch).backward()
+        optimizer.step()
+    assert_rows_match_catalog(model, prep)
+    batch = dict(prep.stages["valid"].batches[0])
+    with torch.no_grad():
+        before = model.score_all(batch)
+        batch["history"] = batch["history"].roll(1, dims=1)  # another most recent item
+        after = model.score_all(batch)
+    changed = (batch["history"][:, -1] != prep.stages["valid"].batches[0]["history"][:, -1])
+    assert changed.any()
+    assert not torch.allclose(before[changed], after[changed])
 
 
 @pytest.mark.parametrize("overrides", [("model.loss=sampled_softmax", "model.n_negatives=20"),

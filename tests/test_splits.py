@@ -175,3 +175,21 @@ def test_sequence_augmentation_is_train_only_and_leaves_targets_but_crops():
         train_batches("sequence", prep, 8, augment={"shuffle": 0.1})
     with pytest.raises(BenchError, match=r"augment.crop=1.5; expected a probability"):
         next(iter(train_batches("sequence", prep, 8, augment={"crop": 1.5})))
+
+
+@PROPS
+@given(logs())
+def test_feature_rows_context_is_the_users_previous_train_item(frame):
+    """The last_item context of a training row is the item before it in the user's train
+    sequence (none for the first), as the evaluation batch's history[:, -1] is at test time."""
+    from bench.data import prepare
+
+    prep = prepare(_split(frame.copy(), kind="loo"), max_len=5)
+    users, items = prep.train_users.tolist(), prep.train_items.tolist()
+    previous: dict[int, int] = {}
+    for user, item, prev in zip(users, items, prep.train_prev_items.tolist(), strict=True):
+        assert prev == previous.get(user, prep.n_items)
+        previous[user] = item
+    valid = prep.stages["valid"].batches[0]
+    for row, user in enumerate(valid["users"].tolist()):
+        assert valid["history"][row, -1].item() == previous[user]
