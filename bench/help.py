@@ -186,9 +186,50 @@ def _misspelled_key(key: str, groups: dict, conf_dir: Path) -> str | None:
     return f"unknown key '{key}'; did you mean '{close[0]}'?" if close else None
 
 
+def swept_model_key_message(argv: list[str], conf_dir: Path = CONF_DIR) -> str | None:
+    """One line for `model=a,b model.<key>=v -m` when some model lacks <key>. Hydra composes the
+    sweep's own config with the default model before any job, and each job with its model, so
+    either fails on "not in struct"; this names the models and the fix instead."""
+    if not {"-m", "--multirun"} & set(argv):
+        return None
+    swept = None
+    for arg in argv:
+        if arg.startswith("model="):
+            swept = _choices(arg.split("=", 1)[1])
+    if not swept or len(swept) < 2:
+        return None  # one model: the override applies to the sweep config as to the job
+    default = default_choices(conf_dir).get("model")
+    for arg in argv:
+        if not arg.startswith("model.") or "=" not in arg:
+            continue
+        key = arg.split("=", 1)[0]
+        path = key.split(".")[1:]
+        lacking = [m for m in dict.fromkeys([default, *swept])
+                   if m and not _has_path(conf_dir / "model" / f"{m}.yaml", path)]
+        if not lacking:
+            continue
+        if lacking == [default] and default not in swept:
+            return (f"{key} is not a key of the default model '{default}', whose config Hydra "
+                    f"composes before the sweep; write ++{arg} (every swept model has it)")
+        return (f"{key} is not a key of model {', '.join(repr(m) for m in lacking if m in swept)}"
+                f"; sweep the models that have it separately, or add it to their yaml")
+    return None
+
+
+def _has_path(path: Path, keys: list[str]) -> bool:
+    node = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
 def check_argv(argv: list[str] | None = None) -> None:
-    """Exit with status 2 and one line on stderr if argv selects an option that does not exist."""
-    message = unknown_option_message(sys.argv[1:] if argv is None else argv)
+    """Exit with status 2 and one line on stderr if argv selects an option that does not exist
+    or sets a model key that a swept model lacks."""
+    argv = sys.argv[1:] if argv is None else argv
+    message = unknown_option_message(argv) or swept_model_key_message(argv)
     if message:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)

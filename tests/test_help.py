@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from bench.help import unknown_option_message
+from bench.help import swept_model_key_message, unknown_option_message
 from bench.records import load_records
 from tests.conftest import CONF_DIR, ROOT, TINY, run_bench
 
@@ -66,6 +66,20 @@ def test_did_you_mean_reads_hydra_override_syntax():
                  ["model=pop,mf,lstm"], ["model=${oc.env:M}"], ["experiment=null"],
                  ["model.embedding_dim=3"], ["--cfg", "job"], ["seed=1,2"]):
         assert unknown_option_message(fine) is None, fine
+
+
+def test_a_model_key_that_a_swept_model_lacks_is_named_before_hydra_fails():
+    """Hydra composes the sweep's config with the default model (lstm) and each job with its
+    own: a model-specific key fails there with "not in struct"; say which models and the fix."""
+    ctx = "model.context_fields=[last_item]"
+    assert "write ++model.context_fields=[last_item]" in \
+        swept_model_key_message(["model=fm,deepfm", ctx, "-m"])
+    assert swept_model_key_message(["model=fm,lstm,pop", ctx, "-m"]) == (
+        "model.context_fields is not a key of model 'lstm', 'pop'; sweep the models that have "
+        "it separately, or add it to their yaml")
+    for fine in (["model=fm,deepfm", "++" + ctx, "-m"], ["model=fm", ctx, "-m"],
+                 ["model=lstm,sasrec", "model.train.lr=0.01", "-m"], ["model=fm,deepfm", ctx]):
+        assert swept_model_key_message(fine) is None, fine
 
 
 def test_cfg_job_prints_the_composed_config_and_runs_nothing(results_dir):
