@@ -64,12 +64,16 @@ def protocol_tag(protocol: dict) -> str:
     return "|".join(str(p) for p in parts)
 
 
-def git_state() -> dict:
-    root = Path(__file__).resolve().parent.parent
+def git_state(root: Path | None = None) -> dict:
+    """The commit of the checkout and whether tracked files differ from it. Changes under
+    `results/` do not count: a sweep rewrites the committed reference views there itself, and
+    they are outputs, not the code that produced the record."""
+    root = root or Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results"],
                                cwd=root, capture_output=True, text=True, timeout=5).stdout
         return {"commit": commit or None, "dirty": bool(dirty.strip())}
     except (OSError, subprocess.SubprocessError):

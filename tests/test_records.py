@@ -91,3 +91,27 @@ def test_records_round_trip_with_their_per_user_vectors(tmp_path: Path):
     got_users, vectors = load_per_user(tmp_path, loaded)
     assert got_users.tolist() == ["u3", "u1", "u2"]
     assert vectors["ndcg@10"].tolist() == [0.5, 0.0, 1.0]
+
+
+def test_git_state_is_dirty_for_changed_code_but_not_for_rewritten_results(tmp_path):
+    import subprocess
+
+    from bench.records import git_state
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "bench" / "model.py").write_text("x = 1\n")
+    (tmp_path / "results" / "leaderboard.md").write_text("| a |\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    clean = git_state(tmp_path)
+    assert len(clean["commit"]) == 40 and clean["dirty"] is False
+    (tmp_path / "results" / "leaderboard.md").write_text("| b |\n")  # a sweep's own views
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "bench" / "model.py").write_text("x = 2\n")
+    assert git_state(tmp_path)["dirty"] is True
