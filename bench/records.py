@@ -19,6 +19,9 @@ import numpy as np
 
 # Keys that do not change what a run computes: excluded from the config hash.
 NON_SEMANTIC_KEYS = ("seed", "results_dir", "quiet", "logger", "threads", "resume", "hydra")
+# Where a dataset's files lie is not what they hold (dataset_fingerprint covers that): the same
+# data moved to another path keeps its config hash, so seeds still group and resume matches.
+NON_SEMANTIC_DATASET_KEYS = ("root", "cache_dir")
 PACKAGES = ("recbench", "torch", "pytorch-lightning", "hydra-core", "pandas", "numpy")
 
 
@@ -43,6 +46,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def config_hash(config: dict) -> str:
     semantic = {k: v for k, v in config.items() if k not in NON_SEMANTIC_KEYS}
+    if isinstance(semantic.get("dataset"), dict):
+        semantic["dataset"] = {k: v for k, v in semantic["dataset"].items()
+                               if k not in NON_SEMANTIC_DATASET_KEYS}
     blob = json.dumps(semantic, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

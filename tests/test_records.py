@@ -33,6 +33,10 @@ def test_config_hash_ignores_what_does_not_change_the_result():
     assert config_hash(base) == config_hash(same)
     assert config_hash(base) != config_hash({**base, "model": {"dim": 16}})
     assert {"seed", "resume", "results_dir"} <= set(NON_SEMANTIC_KEYS)
+    here = {**base, "dataset": {"name": "ml100k", "root": "/a/ml-100k", "cache_dir": None}}
+    moved = {**base, "dataset": {"name": "ml100k", "root": "../b/ml-100k", "cache_dir": "/c"}}
+    assert config_hash(here) == config_hash(moved)  # the data's fingerprint says what it is
+    assert config_hash(here) != config_hash({**here, "dataset": {"name": "ml1m", "root": None}})
 
 
 def test_resume_key_of_a_composed_config_is_seed_free():
