@@ -211,7 +211,9 @@ def test_nan_loss_writes_a_failed_record_and_the_sweep_goes_on(results_dir):
 
 def test_ctrl_c_ends_the_sweep_cleanly(results_dir, tmp_path):
     mark = tmp_path / "training"
-    args = ["model=mf,pop", *TINY, "trainer.max_epochs=1000", "trainer.patience=1000", "-m"]
+    # ++: mf's own epoch cap (model.train.max_epochs) would otherwise end its training first
+    args = ["model=mf,pop", *TINY, "trainer.max_epochs=1000", "trainer.patience=1000",
+            "++model.train.max_epochs=1000", "-m"]
     # the hook touches `mark` at the first training step
     proc = bench(args, results_dir, "mark:1:0", {"BENCH_MARK": str(mark)},
                  start_new_session=True)
