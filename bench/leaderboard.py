@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.records import atomic_write_text, load_records, unresolved_failures
+from bench.records import atomic_write_text, load_records, prune_orphans, unresolved_failures
 
 SHOWN = ("ndcg@10", "hit@10", "recall@10", "mrr@10", "map@10", "precision@10", "coverage@10")
 KEYS = ("dataset", "protocol", "model")
@@ -217,9 +217,11 @@ def to_markdown(frame: pd.DataFrame, failed: pd.DataFrame | None = None,
 
 def rebuild(results_dir: str | Path) -> pd.DataFrame:
     """Rebuild leaderboard.csv (one row per run, with provenance), leaderboard.md (per model,
-    mean ± CI over seeds) and leaderboard.failed.csv from every record under results_dir."""
+    mean ± CI over seeds) and leaderboard.failed.csv from every record under results_dir,
+    after deleting what killed writers left behind (bench.records.prune_orphans)."""
     results_dir = Path(results_dir)
     with _locked(results_dir):
+        prune_orphans(results_dir)
         records = load_records(results_dir)
         frame = leaderboard_frame(records)
         failed = failures_frame(records)

@@ -162,6 +162,30 @@ def load_records(results_dir: str | Path) -> list[dict]:
     return out
 
 
+# A writer finishes its temp file, or its sidecar-then-record pair, within seconds; leftovers
+# older than this belong to a writer that was killed.
+ORPHAN_AGE_S = 3600.0
+
+
+def prune_orphans(results_dir: str | Path, older_than_s: float = ORPHAN_AGE_S) -> list[Path]:
+    """Delete what killed writers left in records/: temp files, and per-user sidecars whose
+    record never landed, once older than `older_than_s`. Returns the deleted paths."""
+    import time
+
+    folder, cutoff = records_dir(results_dir), time.time() - older_than_s
+    candidates = [*folder.glob(".*.tmp"),
+                  *(p for p in folder.glob("*.npz") if not p.with_suffix(".json").exists())]
+    deleted = []
+    for path in candidates:
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                deleted.append(path)
+        except FileNotFoundError:
+            continue  # renamed into place or removed meanwhile
+    return deleted
+
+
 def is_done(record: dict) -> bool:
     return record.get("status") == "finished"
 

@@ -119,3 +119,28 @@ def test_git_state_is_dirty_for_changed_code_but_not_for_rewritten_results(tmp_p
     assert git_state(tmp_path)["dirty"] is False
     (tmp_path / "bench" / "model.py").write_text("x = 2\n")
     assert git_state(tmp_path)["dirty"] is True
+
+
+def test_rebuild_deletes_what_killed_writers_left_but_not_live_or_complete_files(tmp_path):
+    import os
+    import time
+
+    from bench.leaderboard import rebuild
+    from bench.records import write_record
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    record = {"run_id": "r1", "status": "failed", "config_hash": "h", "seed": 0,
+              "model": "m", "dataset": "d", "protocol_tag": "p", "error": "x", "phase": "fit"}
+    write_record(tmp_path, record)
+    old_tmp, live_tmp = folder / ".r2.json.abc.tmp", folder / ".r3.json.def.tmp"
+    orphan, kept_sidecar = folder / "r4.npz", folder / "r1.npz"
+    for path in (old_tmp, live_tmp, orphan, kept_sidecar):
+        path.write_bytes(b"x")
+    hours_ago = time.time() - 2 * 3600
+    for path in (old_tmp, orphan, kept_sidecar):
+        os.utime(path, (hours_ago, hours_ago))
+    rebuild(tmp_path)
+    assert not old_tmp.exists() and not orphan.exists()  # a killed writer's leftovers
+    assert live_tmp.exists()  # young: a writer may still be renaming it into place
+    assert kept_sidecar.exists() and (folder / "r1.json").exists()  # its record landed
