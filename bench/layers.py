@@ -40,15 +40,15 @@ class Fields(nn.Module):
                  item_feature_codes: dict[str, torch.Tensor] | None = None,
                  user_fields: Sequence[str] | None = None,
                  item_fields: Sequence[str] | None = None, ids: bool = True,
-                 context_fields: Sequence[str] = ()):
+                 context_fields: Sequence[str] | None = None):
         super().__init__()
         item_feature_codes = item_feature_codes or {}
         available_user = [k.split(".", 1)[1] for k in feature_sizes if k.startswith("user.")]
         available_item = [k for k in item_feature_codes if f"item.{k}" in feature_sizes]
         self.user_features = _choose(user_fields, available_user, "user_fields")
         self.item_features = _choose(item_fields, available_item, "item_fields")
-        self.context = _choose(context_fields, ["last_item"] + [f"last_item.{f}" for f in
-                                                               available_item], "context_fields")
+        available_context = ["last_item", *(f"last_item.{f}" for f in available_item)]
+        self.context = _choose(list(context_fields or ()), available_context, "context_fields")
         self.ids = ids
         self.sizes: dict[str, int] = {}
         if ids:
@@ -91,6 +91,10 @@ class Fields(nn.Module):
                     rows = table[last.clamp(max=self.n_items - 1)]
                     codes[name] = rows * (known[:, None] if rows.dim() == 2 else known)
         return codes
+
+    def row(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Every field's codes for training rows (request side and item side together)."""
+        return {**self.user(batch), **self.item(batch)}
 
     def item(self, batch: dict) -> dict[str, torch.Tensor]:
         codes = {"item": batch["items"] + 1} if self.ids else {}

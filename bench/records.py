@@ -12,6 +12,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -170,8 +171,6 @@ ORPHAN_AGE_S = 3600.0
 def prune_orphans(results_dir: str | Path, older_than_s: float = ORPHAN_AGE_S) -> list[Path]:
     """Delete what killed writers left in records/: temp files, and per-user sidecars whose
     record never landed, once older than `older_than_s`. Returns the deleted paths."""
-    import time
-
     folder, cutoff = records_dir(results_dir), time.time() - older_than_s
     candidates = [*folder.glob(".*.tmp"),
                   *(p for p in folder.glob("*.npz") if not p.with_suffix(".json").exists())]

@@ -19,7 +19,7 @@ class DeepCF(PointwiseRecommender):
                  loss: str = "bce"):
         super().__init__(loss)
         self.fields = Fields(n_users, n_items, feature_sizes, item_feature_codes, user_fields,
-                             item_fields, context_fields=context_fields or ())
+                             item_fields, context_fields=context_fields)
         self.gmf_user = nn.Embedding(n_users, gmf_dim)
         self.gmf_item = nn.Embedding(n_items, gmf_dim)
         self.gmf_weight = nn.Parameter(torch.ones(gmf_dim))
@@ -30,7 +30,7 @@ class DeepCF(PointwiseRecommender):
 
     def row_logits(self, batch: dict) -> torch.Tensor:
         gmf = (self.gmf_user(batch["users"]) * self.gmf_item(batch["items"])) @ self.gmf_weight
-        codes = {**self.fields.user(batch), **self.fields.item(batch)}
+        codes = self.fields.row(batch)
         return gmf + self.mlp(flat(self.embed(codes))).squeeze(-1)
 
     def score_all(self, batch: dict) -> torch.Tensor:

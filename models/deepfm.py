@@ -16,12 +16,12 @@ class DeepFM(PointwiseRecommender):
                  loss: str = "bce"):
         super().__init__(loss)
         self.fields = Fields(n_users, n_items, feature_sizes, item_feature_codes, user_fields,
-                             item_fields, context_fields=context_fields or ())
+                             item_fields, context_fields=context_fields)
         self.fm = FMBlock(self.fields.sizes, embedding_dim)
         self.mlp = MLP(len(self.fields.sizes) * embedding_dim, list(hidden), dropout)
 
     def row_logits(self, batch: dict) -> torch.Tensor:
-        logits, vectors = self.fm.rows({**self.fields.user(batch), **self.fields.item(batch)})
+        logits, vectors = self.fm.rows(self.fields.row(batch))
         return logits + self.mlp(flat(vectors)).squeeze(-1)
 
     def score_all(self, batch: dict) -> torch.Tensor:

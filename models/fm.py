@@ -16,11 +16,11 @@ class FactorizationMachine(PointwiseRecommender):
                  loss: str = "bce"):
         super().__init__(loss)
         self.fields = Fields(n_users, n_items, feature_sizes, item_feature_codes, user_fields,
-                             item_fields, context_fields=context_fields or ())
+                             item_fields, context_fields=context_fields)
         self.fm = FMBlock(self.fields.sizes, embedding_dim)
 
     def row_logits(self, batch: dict) -> torch.Tensor:
-        return self.fm.rows({**self.fields.user(batch), **self.fields.item(batch)})[0]
+        return self.fm.rows(self.fields.row(batch))[0]
 
     def score_all(self, batch: dict) -> torch.Tensor:
         return self.fm.catalog(self.fields.user(batch), self.fields.catalog())[0]

@@ -24,7 +24,7 @@ class LogisticRegression(PointwiseRecommender):
                  loss: str = "bce"):
         super().__init__(loss)
         self.fields = Fields(n_users, n_items, feature_sizes, item_feature_codes, user_fields,
-                             item_fields, context_fields=context_fields or ())
+                             item_fields, context_fields=context_fields)
         sizes = self.fields.sizes
         if crosses == "auto":
             crosses = [[u, i] for u in self.fields.user_names for i in self.fields.item_names
@@ -45,14 +45,12 @@ class LogisticRegression(PointwiseRecommender):
         in a bag it is padding, and pairs with padding are left out of the bag's mean."""
         out = {}
         for a, b in self.crosses:
-            ua, ib = user[a], item[b]
-            empty = ib == 0
-            if ua.dim() == 2 or ib.dim() == 2:
-                ua = ua[:, :, None] if ua.dim() == 2 else ua[:, None, None]
-                ib = ib[:, None, :] if ib.dim() == 2 else ib[:, None, None]
-                empty = (ib == 0) | (ua == 0) if user[a].dim() == 2 else ib == 0
-            code = torch.where(empty, 0, ua * self.fields.sizes[b] + ib)
-            out[f"{a}*{b}"] = code.flatten(1) if code.dim() == 3 else code
+            bag_a, bag_b = user[a].dim() == 2, item[b].dim() == 2
+            ua = user[a][:, :, None] if bag_a else user[a][:, None, None]  # [N, m_a, 1]
+            ib = item[b][:, None, :] if bag_b else item[b][:, None, None]  # [N, 1, m_b]
+            empty = (ib == 0) | (ua == 0) if bag_a else ib == 0
+            code = torch.where(empty, 0, ua * self.fields.sizes[b] + ib).flatten(1)
+            out[f"{a}*{b}"] = code if bag_a or bag_b else code[:, 0]
         return out
 
     def row_logits(self, batch: dict) -> torch.Tensor:

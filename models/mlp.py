@@ -15,12 +15,12 @@ class FeatureMLP(PointwiseRecommender):
                  loss: str = "bce"):
         super().__init__(loss)
         self.fields = Fields(n_users, n_items, feature_sizes, item_feature_codes, user_fields,
-                             item_fields, context_fields=context_fields or ())
+                             item_fields, context_fields=context_fields)
         self.embed = FeatureEmbedding(self.fields.sizes, embedding_dim, std=0.05)
         self.mlp = MLP(len(self.fields.sizes) * embedding_dim, list(hidden), dropout)
 
     def row_logits(self, batch: dict) -> torch.Tensor:
-        codes = {**self.fields.user(batch), **self.fields.item(batch)}
+        codes = self.fields.row(batch)
         return self.mlp(flat(self.embed(codes))).squeeze(-1)
 
     def score_all(self, batch: dict) -> torch.Tensor:
